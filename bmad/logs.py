@@ -1,0 +1,51 @@
+"""JSON-lines logging to stderr: one object per line, never a secret."""
+
+import json
+import os
+import time
+
+LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
+
+
+class JsonLogger:
+    """Writes one JSON object per line to a file descriptor.
+
+    Each line goes out in one ``os.write`` so lines from concurrent threads
+    never interleave and no lock is held while writing.
+    """
+
+    def __init__(self, level="info", fd=2, clock=time.time):
+        self.threshold = LEVELS[level]
+        self.fd = fd
+        self.clock = clock
+
+    def enabled(self, level):
+        """True when lines at ``level`` are written."""
+        return LEVELS[level] >= self.threshold
+
+    def log(self, level, msg, **fields):
+        """Write one line at ``level`` with ``msg`` and ``fields``."""
+        if LEVELS[level] < self.threshold:
+            return
+        ts = self.clock()
+        record = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z",
+                  "level": level, "msg": msg}
+        record.update(fields)
+        data = (json.dumps(record, default=str, ensure_ascii=False) + "\n").encode("utf-8", "replace")
+        try:
+            while data:
+                data = data[os.write(self.fd, data):]
+        except OSError:
+            pass
+
+    def debug(self, msg, **fields):
+        self.log("debug", msg, **fields)
+
+    def info(self, msg, **fields):
+        self.log("info", msg, **fields)
+
+    def warning(self, msg, **fields):
+        self.log("warning", msg, **fields)
+
+    def error(self, msg, **fields):
+        self.log("error", msg, **fields)

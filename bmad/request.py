@@ -1,0 +1,119 @@
+"""The request a handler receives and the response it returns."""
+
+import json
+from urllib.parse import parse_qs
+
+from .errors import BadRequest, UnsupportedMediaType
+
+JSON_TYPE = "application/json"
+
+
+def json_depth_exceeds(value, limit):
+    """True when ``value`` nests lists/objects deeper than ``limit``."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            node = node.values()
+        elif not isinstance(node, list):
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in node if isinstance(child, (dict, list)))
+    return False
+
+
+class Request:
+    """One parsed HTTP request, as handlers see it.
+
+    ``params`` holds the route's path parameters, ``principal`` the
+    authenticated caller, ``app`` the services the handler may use, and
+    ``response_headers`` headers that guards want on whatever response is sent.
+    """
+
+    __slots__ = ("method", "path", "query_string", "headers", "body", "params", "request_id",
+                 "client_ip", "principal", "app", "route", "started", "response_headers",
+                 "max_json_depth", "_query", "_json", "context")
+
+    def __init__(self, method, path, query_string, headers, body=b"", *, client_ip="", request_id="",
+                 app=None, started=0.0, max_json_depth=64):
+        self.method = method
+        self.path = path
+        self.query_string = query_string
+        self.headers = headers
+        self.body = body
+        self.params = {}
+        self.request_id = request_id
+        self.client_ip = client_ip
+        self.principal = None
+        self.app = app
+        self.route = None
+        self.started = started
+        self.response_headers = {}
+        self.max_json_depth = max_json_depth
+        self.context = {}
+        self._query = None
+        self._json = None
+
+    @property
+    def user(self):
+        """The caller's user id (``anonymous`` before authentication)."""
+        return self.principal.user if self.principal else "anonymous"
+
+    @property
+    def query(self):
+        """Query parameters as a dict of the last value given for each name."""
+        if self._query is None:
+            try:
+                pairs = parse_qs(self.query_string, keep_blank_values=True, strict_parsing=False,
+                                 max_num_fields=100)
+            except ValueError:
+                raise BadRequest("too many query parameters") from None
+            self._query = {k: v[-1] for k, v in pairs.items()}
+        return self._query
+
+    def json(self):
+        """The body parsed as a JSON object; 415 when not JSON, 400 when malformed."""
+        if self._json is None:
+            ctype = self.headers.get("content-type", "")
+            if ctype.split(";", 1)[0].strip().lower() != JSON_TYPE:
+                raise UnsupportedMediaType(f"the body must be JSON (Content-Type: {JSON_TYPE}), got {ctype or 'none'!r}")
+            try:
+                value = json.loads(self.body)
+            except RecursionError:
+                raise BadRequest("the JSON body is nested too deeply") from None
+            except (ValueError, UnicodeDecodeError) as e:
+                raise BadRequest(f"the body is not valid JSON: {e}") from None
+            if not isinstance(value, dict):
+                raise BadRequest("the JSON body must be an object")
+            if json_depth_exceeds(value, self.max_json_depth):
+                raise BadRequest(f"the JSON body is nested deeper than {self.max_json_depth} levels")
+            self._json = value
+        return self._json
+
+
+class Response:
+    """What a handler returns: a status, headers and a body or a stream of chunks.
+
+    ``stream`` is an iterable of bytes sent with chunked transfer encoding,
+    each chunk flushed as it is produced.
+    """
+
+    __slots__ = ("status", "body", "headers", "content_type", "stream")
+
+    def __init__(self, status=200, body=b"", headers=None, content_type=JSON_TYPE, stream=None):
+        self.status = status
+        self.body = body
+        self.headers = headers or {}
+        self.content_type = content_type
+        self.stream = stream
+
+
+def dumps(obj):
+    """Encode ``obj`` as compact UTF-8 JSON."""
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=str).encode("utf-8")
+
+
+def json_response(obj, status=200, headers=None):
+    """A JSON response."""
+    return Response(status, dumps(obj), headers)

@@ -1,0 +1,20 @@
+"""The route table: every endpoint the service answers, in one place."""
+
+from .handlers import catalog, meta
+from .routing import Router
+
+OPEN = dict(auth="open", rate_class=None, record=False)
+
+
+def build_routes(app):
+    """Return the router with every route the configured app serves."""
+    r = Router()
+    r.get("/bmad/health", meta.health, **OPEN)
+    r.get("/bmad/metrics", meta.metrics, **OPEN)
+
+    r.get("/bmad/tools", catalog.list_tools)
+    r.get("/bmad/tools/{tool_id}", catalog.get_tool)
+    r.post("/bmad/tools/{tool_id}/preview", catalog.preview_tool)
+    r.get("/bmad/workflows", catalog.list_workflows)
+    r.get("/bmad/workflows/{workflow_id}", catalog.get_workflow)
+    return r
