@@ -152,18 +152,21 @@ def from_environment(environ):
     return pairs
 
 
-def load(config_file=None, environ=None, overrides=None):
+def load(config_file=None, environ=None, overrides=None, data=None):
     """Build the effective configuration.
 
     Precedence, lowest first: shipped defaults, the config file (``config_file``
-    or ``BMAD_CONFIG``), environment variables, then ``overrides`` (a dict of
-    dotted keys from command-line flags).
+    or ``BMAD_CONFIG``) or ``data`` (a dict laid out like a config file),
+    environment variables, then ``overrides`` (a dict of dotted keys from
+    command-line flags).
     """
     environ = os.environ if environ is None else environ
     tree = load_defaults()
     config_file = config_file or environ.get("BMAD_CONFIG") or None
     if config_file:
         merge(tree, read_file(config_file))
+    if data:
+        merge(tree, copy.deepcopy(data))
     for dotted, value in from_environment(environ):
         _set_dotted(tree, dotted, value)
     for dotted, value in (overrides or {}).items():

@@ -31,7 +31,10 @@ class JsonLogger:
         record = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z",
                   "level": level, "msg": msg}
         record.update(fields)
-        data = (json.dumps(record, default=str, ensure_ascii=False) + "\n").encode("utf-8", "replace")
+        self.write((json.dumps(record, default=str, ensure_ascii=False) + "\n").encode("utf-8", "replace"))
+
+    def write(self, data):
+        """Write one encoded line (tests override this to capture lines)."""
         try:
             while data:
                 data = data[os.write(self.fd, data):]
