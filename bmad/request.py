@@ -3,7 +3,7 @@
 import json
 from urllib.parse import parse_qs
 
-from .errors import BadRequest, UnsupportedMediaType
+from .errors import BadRequest, LengthRequired, UnsupportedMediaType
 
 JSON_TYPE = "application/json"
 
@@ -73,8 +73,10 @@ class Request:
         return self._query
 
     def json(self):
-        """The body parsed as a JSON object; 415 when not JSON, 400 when malformed."""
+        """The body parsed as a JSON object; 411 without a length, 415 when not JSON, 400 when malformed."""
         if self._json is None:
+            if not self.context.get("framed", True):
+                raise LengthRequired("this request needs a JSON body with a Content-Length")
             ctype = self.headers.get("content-type", "")
             if ctype.split(";", 1)[0].strip().lower() != JSON_TYPE:
                 raise UnsupportedMediaType(f"the body must be JSON (Content-Type: {JSON_TYPE}), got {ctype or 'none'!r}")

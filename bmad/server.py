@@ -14,6 +14,7 @@ import itertools
 import re
 import secrets
 import socket
+import sys
 import threading
 import time
 from email.utils import formatdate
@@ -181,7 +182,6 @@ def _reject(sock, request_id):
 
 
 def _describe_current():
-    import sys
     exc = sys.exc_info()[1]
     return f"{type(exc).__name__}: {exc}" if exc else "unknown"
 
@@ -212,6 +212,17 @@ class ConnectionHandler(BaseHTTPRequestHandler):
             server.watchdog.disarm(sock)
             return
         started = time.perf_counter()
+        # A request counts as in flight from its first byte, so a drain waits for
+        # one whose head or body is still arriving; it is served normally.
+        arrived_draining = server.draining
+        server.begin_request()
+        try:
+            self._serve_one(sock, waited_since, started, arrived_draining)
+        finally:
+            server.end_request()
+
+    def _serve_one(self, sock, waited_since, started, arrived_draining):
+        server = self.server
         server.watchdog.arm(sock, server.header_timeout, since=waited_since)
         request_id = None
         try:
@@ -237,16 +248,14 @@ class ConnectionHandler(BaseHTTPRequestHandler):
                       max_json_depth=server.max_json_depth)
         req.context["framed"] = framed
         self.close_connection = not _keep_alive(version, headers)
-        server.begin_request()
-        try:
+        if arrived_draining:
+            self.close_connection = True
+            response = server.app.draining_response(req)
+        else:
+            response = server.app.dispatch(req)
             if server.draining:
                 self.close_connection = True
-                response = server.app.draining_response(req)
-            else:
-                response = server.app.dispatch(req)
-            self._write(req, response)
-        finally:
-            server.end_request()
+        self._write(req, response)
 
     # -- reading -------------------------------------------------------------------------------
 

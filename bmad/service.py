@@ -34,7 +34,7 @@ class Service:
         cfg = self.app.config["server"]
         self.server = Server(self.app, cfg["host"], cfg["port"])
         self.app.metrics.add_collector(lambda: self.app.http_in_flight.set(self.server.in_flight))
-        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.2},
+        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
                                         name="bmad-accept", daemon=True)
         self._thread.start()
         self.app.logger.info("listening", host=cfg["host"], port=self.port, url=self.url)

@@ -138,3 +138,20 @@ def client_for():
     yield _client
     for c in clients:
         c.close()
+
+
+def eventually(predicate, timeout=3.0, interval=0.005):
+    """Poll ``predicate`` until it is truthy (returns its value) or fail after ``timeout`` seconds.
+
+    For effects that follow a response on another thread (log lines, counters
+    updated after the body is written); not a substitute for an injected clock.
+    """
+    import time
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(interval)
