@@ -1,6 +1,6 @@
 """The route table: every endpoint the service answers, in one place."""
 
-from .handlers import catalog, meta
+from .handlers import catalog, meta, performance
 from .routing import Router
 
 OPEN = dict(auth="open", rate_class=None, record=False)
@@ -11,6 +11,7 @@ def build_routes(app):
     r = Router()
     r.get("/bmad/health", meta.health, **OPEN)
     r.get("/bmad/metrics", meta.metrics, **OPEN)
+    r.get("/bmad/performance", performance.show)
 
     r.get("/bmad/tools", catalog.list_tools)
     r.get("/bmad/tools/{tool_id}", catalog.get_tool)

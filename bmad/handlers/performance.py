@@ -1,0 +1,8 @@
+"""The performance endpoint."""
+
+from ..performance import snapshot
+
+
+def show(req):
+    """GET /bmad/performance: request stats over the last 5 minutes, cache, limits, de-duplication, pool, breakers."""
+    return {"status": "success", "stats": snapshot(req.app)}
