@@ -9,14 +9,13 @@ import sys
 import time
 import traceback
 
-from . import __version__
+from . import __version__, process_metrics
 from .auth import ANONYMOUS, Authenticator
 from .catalog import Catalog
 from .errors import HTTPError, InternalError
 from .events import NullEvents
 from .logs import JsonLogger
 from .metrics import Registry
-from .performance import install as install_performance
 from .request import Response, dumps, json_response
 from .routes import build_routes
 
@@ -127,7 +126,7 @@ class App:
 def build_app(config, *, clock=time.time, logger=None, environ=None):
     """Build the whole service from its configuration."""
     app = App(config, clock=clock, logger=logger, environ=environ)
-    install_performance(app)
+    process_metrics.register(app.metrics)
     if app.auth.open_mode:
         app.logger.warning("no API keys configured: running in open development mode; "
                            "callers are identified by X-User-ID or as anonymous")
