@@ -16,6 +16,7 @@ from .errors import HTTPError, InternalError
 from .events import NullEvents
 from .logs import JsonLogger
 from .metrics import Registry
+from .performance import install as install_performance
 from .request import Response, dumps, json_response
 from .routes import build_routes
 
@@ -127,6 +128,7 @@ def build_app(config, *, clock=time.time, logger=None, environ=None):
     """Build the whole service from its configuration."""
     app = App(config, clock=clock, logger=logger, environ=environ)
     process_metrics.register(app.metrics)
+    install_performance(app)
     if app.auth.open_mode:
         app.logger.warning("no API keys configured: running in open development mode; "
                            "callers are identified by X-User-ID or as anonymous")
