@@ -10,6 +10,7 @@ import time
 import traceback
 
 from . import __version__, process_metrics
+from .analytics import install as install_analytics
 from .auth import ANONYMOUS, Authenticator
 from .catalog import Catalog
 from .errors import HTTPError, InternalError
@@ -93,6 +94,7 @@ class App:
 
     def error_response(self, req, error):
         """The JSON error body for ``error`` (the OpenAI error shape on /v1 routes)."""
+        req.context["error_type"] = error.type  # analytics records it with the request
         headers = dict(error.headers)
         if error.close:
             headers["Connection"] = "close"
@@ -127,6 +129,8 @@ class App:
 def build_app(config, *, clock=time.time, logger=None, environ=None):
     """Build the whole service from its configuration."""
     app = App(config, clock=clock, logger=logger, environ=environ)
+    if config.at("analytics.enabled"):
+        install_analytics(app)  # first, so every later part records through app.events
     process_metrics.register(app.metrics)
     install_performance(app)
     if app.auth.open_mode:

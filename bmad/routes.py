@@ -1,6 +1,6 @@
 """The route table: every endpoint the service answers, in one place."""
 
-from .handlers import catalog, meta, performance
+from .handlers import analytics, catalog, meta, performance
 from .routing import Router
 
 OPEN = dict(auth="open", rate_class=None, record=False)
@@ -18,4 +18,10 @@ def build_routes(app):
     r.post("/bmad/tools/{tool_id}/preview", catalog.preview_tool)
     r.get("/bmad/workflows", catalog.list_workflows)
     r.get("/bmad/workflows/{workflow_id}", catalog.get_workflow)
+
+    r.get("/bmad/analytics", analytics.overview, auth="admin")
+    r.get("/bmad/analytics/real-time", analytics.real_time, auth="admin")
+    r.get("/bmad/analytics/user/{user_id}", analytics.user)
+    r.get("/bmad/analytics/workflow/{workflow_name}", analytics.workflow, auth="admin")
+    r.get("/bmad/analytics/provider/{provider_name}", analytics.provider, auth="admin")
     return r

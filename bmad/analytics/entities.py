@@ -1,0 +1,136 @@
+"""Per-entity reports: one user, one workflow, one provider over the last ``days`` days.
+
+Counts and sums that the daily rollup holds come from it; what it cannot
+hold (percentiles, per-step figures, a user's tools) comes from the raw
+events through the entity's own index. The caller has already checked that
+the entity may be reported on; these functions return None for an entity
+with no data where that means "never seen". Every query is parameterized.
+"""
+
+from .reports import DayRange, date_of, iso, mean, percentile, ratio
+
+ZERO = [0, 0, 0, 0, 0.0, 0.0, 0]
+
+
+def user_report(conn, now, days, user_id):
+    """The report for ``user_id``, or None when the user was never seen."""
+    seen = conn.execute("SELECT first_seen, last_seen FROM users WHERE user_id = ?", (user_id,)).fetchone()
+    if seen is None:
+        return None
+    r = DayRange(now, days)
+    daily = {day: [0, 0] for day in r.each()}
+    requests = errors = 0
+    tools, workflows, events_by_type = {}, {}, {}
+    for day, type, tool, workflow, count, failed in conn.execute(
+            "SELECT CAST(ts / 86400 AS INTEGER), type, tool, workflow, COUNT(*), SUM(error) FROM events "
+            "WHERE user_id = ? AND ts >= ? GROUP BY 1, 2, 3, 4", (user_id, r.start_ts)):
+        events_by_type[type] = events_by_type.get(type, 0) + count
+        if type == "api_request":
+            requests += count
+            errors += failed
+            if day in daily:
+                daily[day][0] += count
+                daily[day][1] += failed
+        elif type == "tool_execution" and tool is not None:
+            tools[tool] = tools.get(tool, 0) + count
+        elif type == "workflow_started" and workflow is not None:
+            workflows[workflow] = workflows.get(workflow, 0) + count
+    sessions, avg_duration = conn.execute(
+        "SELECT COUNT(*), AVG(last_ts - started_ts) FROM sessions WHERE user_id = ? AND last_ts >= ?",
+        (user_id, r.start_ts)).fetchone()
+    return {
+        "user_id": user_id, "days": days, "requests": requests, "errors": errors,
+        "error_rate": ratio(errors, requests),
+        "sessions": {"count": sessions, "avg_duration_seconds": round(avg_duration or 0.0, 3)},
+        "tools": dict(sorted(tools.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "workflows": dict(sorted(workflows.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "events_by_type": dict(sorted(events_by_type.items())),
+        "first_seen": iso(seen[0]), "last_seen": iso(seen[1]),
+        "daily_activity": [{"date": date_of(day), "requests": v[0], "errors": v[1]} for day, v in sorted(daily.items())],
+    }
+
+
+def _rollup_by_day(conn, dim, key, r, types):
+    """``{day: {type: [events, errors, prompt, completion, cost, latency_sum, latency_count]}}`` for one key."""
+    marks = ", ".join("?" for _ in types)
+    out = {}
+    for day, type, *values in conn.execute(
+            f"SELECT day, type, events, errors, prompt_tokens, completion_tokens, cost_usd, latency_sum, "
+            f"latency_count FROM daily_rollup WHERE dim = ? AND day BETWEEN ? AND ? AND type IN ({marks}) "
+            f"AND key = ?", (dim, r.first, r.last, *types, key)):
+        out.setdefault(day, {})[type] = values
+    return out
+
+
+def _totals(by_day, type):
+    total = list(ZERO)
+    for by_type in by_day.values():
+        for i, v in enumerate(by_type.get(type, ZERO)):
+            total[i] += v
+    return total
+
+
+def workflow_report(conn, now, days, workflow):
+    """The report for one workflow (the caller checks that the catalog has it)."""
+    r = DayRange(now, days)
+    types = ("workflow_started", "workflow_completed", "workflow_failed")
+    by_day = _rollup_by_day(conn, "workflow", workflow, r, types)
+    started, completed, failed = (_totals(by_day, t) for t in types)
+    durations = [row[0] for row in conn.execute(
+        "SELECT latency_ms FROM events WHERE workflow = ? AND ts >= ? "
+        "AND type IN ('workflow_completed', 'workflow_failed') AND latency_ms IS NOT NULL ORDER BY latency_ms",
+        (workflow, r.start_ts))]
+    steps = []
+    for step, tool, count, failures, lat_sum, lat_n, prompt, completion, cost in conn.execute(
+            "SELECT step, tool, COUNT(*), SUM(error), SUM(latency_ms), COUNT(latency_ms), "
+            "SUM(COALESCE(prompt_tokens, 0)), SUM(COALESCE(completion_tokens, 0)), SUM(COALESCE(cost_usd, 0)) "
+            "FROM events WHERE workflow = ? AND ts >= ? AND type = 'workflow_step_completed' "
+            "GROUP BY step, tool ORDER BY MIN(ts)", (workflow, r.start_ts)):
+        steps.append({"step": step, "tool": tool, "executions": count, "failures": failures,
+                      "avg_duration_ms": mean(lat_sum or 0.0, lat_n), "prompt_tokens": prompt,
+                      "completion_tokens": completion, "cost_usd": round(cost, 6)})
+    ended = completed[0] + failed[0]
+    return {
+        "workflow": workflow, "days": days, "executions": started[0], "completed": completed[0],
+        "failed": failed[0], "success_rate": ratio(completed[0], ended),
+        "avg_duration_ms": mean(completed[5] + failed[5], completed[6] + failed[6]),
+        "p95_duration_ms": percentile(durations, 0.95),
+        "prompt_tokens": sum(s["prompt_tokens"] for s in steps),
+        "completion_tokens": sum(s["completion_tokens"] for s in steps),
+        "cost_usd": round(float(sum(s["cost_usd"] for s in steps)), 6),
+        "steps": steps,
+        "daily_trend": [{"date": date_of(day), "started": by_day.get(day, {}).get(types[0], ZERO)[0],
+                         "completed": by_day.get(day, {}).get(types[1], ZERO)[0],
+                         "failed": by_day.get(day, {}).get(types[2], ZERO)[0]} for day in r.each()],
+    }
+
+
+def provider_report(conn, now, days, provider):
+    """The report for one provider (the caller checks that it is configured)."""
+    r = DayRange(now, days)
+    types = ("provider_request", "provider_failure", "provider_failover")
+    by_day = _rollup_by_day(conn, "provider", provider, r, types)
+    ok, failure, failover = (_totals(by_day, t) for t in types)
+    latencies = [row[0] for row in conn.execute(
+        "SELECT latency_ms FROM events WHERE provider = ? AND ts >= ? AND type = 'provider_request' "
+        "AND latency_ms IS NOT NULL ORDER BY latency_ms", (provider, r.start_ts))]
+    # '+provider' keeps the planner on the (type, ts) index: circuit changes are few, provider rows many.
+    openings = conn.execute(
+        "SELECT COUNT(*) FROM events WHERE type = 'circuit_state_changed' AND ts >= ? AND +provider = ? "
+        "AND lower(outcome) = 'open'", (r.start_ts, provider)).fetchone()[0]
+    attempts = ok[0] + failure[0]
+    failures = ok[1] + failure[0]
+    daily = []
+    for day in r.each():
+        d_ok = by_day.get(day, {}).get(types[0], ZERO)
+        d_fail = by_day.get(day, {}).get(types[1], ZERO)
+        daily.append({"date": date_of(day), "requests": d_ok[0] + d_fail[0], "failures": d_ok[1] + d_fail[0],
+                      "prompt_tokens": d_ok[2], "completion_tokens": d_ok[3], "cost_usd": round(d_ok[4], 6)})
+    return {
+        "provider": provider, "days": days, "requests": attempts, "failures": failures,
+        "success_rate": ratio(attempts - failures, attempts),
+        "avg_latency_ms": mean(ok[5], ok[6]), "p95_latency_ms": percentile(latencies, 0.95),
+        "prompt_tokens": ok[2], "completion_tokens": ok[3], "total_tokens": ok[2] + ok[3],
+        "cost_usd": round(ok[4], 6), "failovers": failover[0], "circuit_openings": openings,
+        "daily_trend": daily,
+    }

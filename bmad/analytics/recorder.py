@@ -1,0 +1,148 @@
+"""The recording interface: ``record(type, **fields)``, called on request paths.
+
+It checks the type, stamps ``ts`` from the injected clock, assigns the
+session id (a user's run of events with gaps shorter than the session
+timeout), updates the real-time windows and puts the row on the writer's
+bounded queue without waiting. A full queue drops the event and counts the
+drop. Nothing here raises to the caller or touches the disk.
+"""
+
+import queue
+import threading
+import uuid
+from collections import OrderedDict
+
+from .realtime import RealTime
+from .schema import EVENT_TYPES, INDEX, normalize
+
+MAX_OPEN_SESSIONS = 100_000
+_OFF = 2
+USER = _OFF + INDEX["user_id"]
+SESSION = _OFF + INDEX["session_id"]
+ERROR = _OFF + INDEX["error"]
+LATENCY = _OFF + INDEX["latency_ms"]
+RUN_ID = _OFF + INDEX["run_id"]
+PROMPT = _OFF + INDEX["prompt_tokens"]
+COMPLETION = _OFF + INDEX["completion_tokens"]
+COST = _OFF + INDEX["cost_usd"]
+WORKFLOW_ENDS = frozenset({"workflow_completed", "workflow_failed"})
+DROP_REASONS = ("queue_full", "write_error", "invalid_type", "closed")
+
+
+class Sessions:
+    """Open sessions by user: ``(session_id, started, last_ts)``, oldest activity first, bounded."""
+
+    def __init__(self, timeout_seconds, new_id=None):
+        self.timeout = timeout_seconds
+        self.new_id = new_id or (lambda: uuid.uuid4().hex)
+        self.open = OrderedDict()
+
+    def assign(self, user, ts):
+        """The session id for ``user`` acting at ``ts``; True as second value when it is a new session."""
+        current = self.open.get(user)
+        if current is not None and ts - current[2] < self.timeout:
+            current[2] = ts
+            self.open.move_to_end(user)
+            return current[0], False
+        session_id = self.new_id()
+        self.open[user] = [session_id, ts, ts]
+        self.open.move_to_end(user)
+        # Sessions idle past the timeout can never continue: forget them oldest first.
+        while self.open:
+            oldest_user, oldest = next(iter(self.open.items()))
+            if ts - oldest[2] < self.timeout and len(self.open) <= MAX_OPEN_SESSIONS:
+                break
+            self.open.popitem(last=False)
+        return session_id, True
+
+    def restore(self, user, session_id, started, last_ts):
+        """Continue a session found in the database after a restart."""
+        self.open[user] = [session_id, started, last_ts]
+
+
+class Recorder:
+    """``app.events`` when analytics is on: validates, stamps, sessions, windows, enqueues.
+
+    Methods for the caller: ``record(type, **fields)``, ``realtime()``,
+    ``stats()``; the owner (``bmad.analytics.install``) starts and closes it.
+    """
+
+    enabled = True
+
+    def __init__(self, clock, queue_size, session_timeout_seconds, new_session_id=None):
+        self.clock = clock
+        self.queue = queue.Queue(maxsize=queue_size)
+        self.queue_size = queue_size
+        self.sessions = Sessions(session_timeout_seconds, new_session_id)
+        self.live = RealTime()
+        self.recorded = {}
+        self.dropped = dict.fromkeys(DROP_REASONS, 0)
+        self.closed = False
+        self._lock = threading.Lock()
+
+    def record(self, type, **fields):
+        """Record one event of ``type``; never blocks, never raises."""
+        try:
+            self._record(type, fields)
+        except Exception:
+            self.count_dropped(1, "invalid_type")
+
+    def _record(self, type, fields):
+        if type not in EVENT_TYPES:
+            self.count_dropped(1, "invalid_type")
+            return
+        ts = self.clock()
+        row = normalize(type, ts, fields)
+        user = row[USER]
+        new_session = False
+        with self._lock:
+            if user is not None:
+                row[SESSION], new_session = self.sessions.assign(user, ts)
+                self.live.user_seen(ts, user)
+            if type == "api_request":
+                self.live.api_request(ts, user, row[ERROR], row[LATENCY])
+            elif type == "provider_request":
+                self.live.llm_spend(ts, row[PROMPT], row[COMPLETION], row[COST])
+            elif type == "workflow_started":
+                if row[RUN_ID] is not None:
+                    self.live.workflow_started(ts, row[RUN_ID])
+            elif type in WORKFLOW_ENDS:
+                if row[RUN_ID] is not None:
+                    self.live.workflow_ended(row[RUN_ID])
+        if new_session:
+            self._enqueue("session_started", normalize("session_started", ts,
+                                                       {"user_id": user, "session_id": row[SESSION]}))
+        self._enqueue(type, row)
+
+    def _enqueue(self, type, row):
+        if self.closed:
+            self.count_dropped(1, "closed")
+            return
+        try:
+            self.queue.put_nowait(row)
+        except queue.Full:
+            self.count_dropped(1, "queue_full")
+            return
+        with self._lock:
+            self.recorded[type] = self.recorded.get(type, 0) + 1
+
+    def count_dropped(self, count, reason):
+        """Count ``count`` events lost for ``reason`` (one of ``DROP_REASONS``)."""
+        with self._lock:
+            self.dropped[reason] = self.dropped.get(reason, 0) + count
+
+    def restore_session(self, user, session_id, started, last_ts):
+        """Continue a user's session that was open when the service last stopped."""
+        with self._lock:
+            self.sessions.restore(user, session_id, started, last_ts)
+
+    def realtime(self):
+        """The real-time metrics now (from memory; no database query)."""
+        with self._lock:
+            return self.live.snapshot(self.clock())
+
+    def stats(self):
+        """Counts for health and metrics: recorded by type, dropped by reason, queue depth."""
+        with self._lock:
+            return {"recorded": dict(self.recorded), "dropped": dict(self.dropped),
+                    "queue_depth": self.queue.qsize(), "queue_size": self.queue_size}

@@ -1,0 +1,112 @@
+"""Folding a batch of events into the daily rollup, the sessions and the users tables.
+
+The writer calls ``Batch.fold(rows)`` and then ``Batch.write(conn)`` inside
+the batch's transaction, so the rollup always agrees with the raw events it
+was built from and needs no separate pass. Rollup rows are keyed by UTC day,
+event type, a dimension and that dimension's value (users across all types); the reports read them for
+counts and sums, which keeps a 90-day report cheap and lets trends outlive the
+raw-event purge.
+"""
+
+from .schema import INDEX
+
+DAY_SECONDS = 86400
+
+# (dimension, column index) pairs each event is counted under, besides ('all', '').
+DIMENSIONS = tuple((dim, INDEX[column]) for dim, column in (
+    ("route", "route"), ("status", "status"), ("error_type", "error_type"),
+    ("tool", "tool"), ("workflow", "workflow"), ("provider", "provider")))
+# Users are rolled up across all types (type '*'): one row per active user and day is all that
+# distinct-user counts (DAU, MAU) need, and it keeps that part of the table small.
+ANY_TYPE = "*"
+
+TS, TYPE = 0, 1
+_OFF = 2  # row = [ts, type, *columns, extra]
+USER = _OFF + INDEX["user_id"]
+SESSION = _OFF + INDEX["session_id"]
+ERROR = _OFF + INDEX["error"]
+LATENCY = _OFF + INDEX["latency_ms"]
+PROMPT = _OFF + INDEX["prompt_tokens"]
+COMPLETION = _OFF + INDEX["completion_tokens"]
+COST = _OFF + INDEX["cost_usd"]
+
+UPSERT_ROLLUP = """INSERT INTO daily_rollup (dim, day, type, key, events, errors, prompt_tokens, completion_tokens,
+    cost_usd, latency_sum, latency_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (dim, day, type, key) DO UPDATE SET events = events + excluded.events,
+    errors = errors + excluded.errors, prompt_tokens = prompt_tokens + excluded.prompt_tokens,
+    completion_tokens = completion_tokens + excluded.completion_tokens, cost_usd = cost_usd + excluded.cost_usd,
+    latency_sum = latency_sum + excluded.latency_sum, latency_count = latency_count + excluded.latency_count"""
+
+UPSERT_SESSION = """INSERT INTO sessions (session_id, user_id, started_ts, last_ts, events) VALUES (?, ?, ?, ?, ?)
+    ON CONFLICT (session_id) DO UPDATE SET started_ts = min(started_ts, excluded.started_ts),
+    last_ts = max(last_ts, excluded.last_ts), events = events + excluded.events"""
+
+UPSERT_USER = """INSERT INTO users (user_id, first_seen, last_seen) VALUES (?, ?, ?)
+    ON CONFLICT (user_id) DO UPDATE SET first_seen = min(first_seen, excluded.first_seen),
+    last_seen = max(last_seen, excluded.last_seen)"""
+
+
+class Batch:
+    """The rollup, session and user changes of one batch of event rows."""
+
+    def __init__(self):
+        self.rollup = {}
+        self.sessions = {}
+        self.users = {}
+
+    def fold(self, rows):
+        """Add ``rows`` (lists in ``schema.ROW_COLUMNS`` order) to the batch's totals."""
+        rollup = self.rollup
+        for row in rows:
+            ts = row[TS]
+            type = row[TYPE]
+            day = int(ts // DAY_SECONDS)
+            latency = row[LATENCY]
+            delta = (1, row[ERROR] or 0, row[PROMPT] or 0, row[COMPLETION] or 0, row[COST] or 0.0,
+                     latency or 0.0, 0 if latency is None else 1)
+            keys = [("all", day, type, "")]
+            columns = row[_OFF:]
+            for dim, i in DIMENSIONS:
+                value = columns[i]
+                if value is not None:
+                    keys.append((dim, day, type, str(value)))
+            for key in keys:
+                acc = rollup.get(key)
+                if acc is None:
+                    rollup[key] = list(delta)
+                else:
+                    for j in range(7):
+                        acc[j] += delta[j]
+            user = row[USER]
+            if user is not None:
+                key = ("user", day, ANY_TYPE, user)
+                acc = rollup.get(key)
+                if acc is None:
+                    rollup[key] = list(delta)
+                else:
+                    for j in range(7):
+                        acc[j] += delta[j]
+                seen = self.users.get(user)
+                if seen is None:
+                    self.users[user] = [ts, ts]
+                else:
+                    seen[0] = min(seen[0], ts)
+                    seen[1] = max(seen[1], ts)
+                session = row[SESSION]
+                if session is not None:
+                    s = self.sessions.get(session)
+                    if s is None:
+                        self.sessions[session] = [user, ts, ts, 1]
+                    else:
+                        s[1] = min(s[1], ts)
+                        s[2] = max(s[2], ts)
+                        s[3] += 1
+
+    def write(self, conn):
+        """Apply the batch's upserts on ``conn`` (inside the caller's transaction)."""
+        if self.rollup:
+            conn.executemany(UPSERT_ROLLUP, [key + tuple(acc) for key, acc in self.rollup.items()])
+        if self.sessions:
+            conn.executemany(UPSERT_SESSION, [(sid,) + tuple(s) for sid, s in self.sessions.items()])
+        if self.users:
+            conn.executemany(UPSERT_USER, [(user,) + tuple(seen) for user, seen in self.users.items()])
