@@ -124,15 +124,20 @@ class Writer:
     # -- the thread ----------------------------------------------------------------------------
 
     def _run(self):
+        try:
+            self._retention_step()  # the startup purge, before the first batch
+        except Exception:
+            self.logger.error("analytics retention purge failed", error=traceback.format_exc(limit=5))
         while True:
             try:
                 batch, controls = self._collect()
                 if batch:
                     self._commit(batch)
+                # Before the controls, so that a completed "flush" also means a due purge step ran.
+                self._retention_step()
                 for control in controls:
                     if self._handle(control):
                         return
-                self._retention_step()
             except Exception:
                 self.logger.error("analytics writer error", error=traceback.format_exc(limit=5))
 
