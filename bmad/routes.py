@@ -1,6 +1,6 @@
 """The route table: every endpoint the service answers, in one place."""
 
-from .handlers import analytics, catalog, meta, performance
+from .handlers import analytics, catalog, meta, performance, ui
 from .routing import Router
 
 OPEN = dict(auth="open", rate_class=None, record=False)
@@ -24,4 +24,10 @@ def build_routes(app):
     r.get("/bmad/analytics/user/{user_id}", analytics.user)
     r.get("/bmad/analytics/workflow/{workflow_name}", analytics.workflow, auth="admin")
     r.get("/bmad/analytics/provider/{provider_name}", analytics.provider, auth="admin")
+
+    # One route per UI file (never a {path} parameter), so no request path reaches the file system.
+    ui_files = ui.StaticFiles()
+    r.get("/", ui_files.redirect_root, **OPEN)
+    for path in ui_files.paths():
+        r.get(path, ui_files.serve, **OPEN)
     return r

@@ -1,0 +1,82 @@
+// The one way this page talks to the server: same-origin fetch, JSON in and
+// out, the API key (if any) from sessionStorage sent as a Bearer token.
+
+const KEY_NAME = "bmad.apiKey";
+let unauthorizedHandler = null;
+
+export class ApiError extends Error {
+  constructor(status, type, message, path) {
+    super(message);
+    this.status = status;
+    this.type = type;
+    this.path = path;
+  }
+}
+
+export function getKey() {
+  try { return sessionStorage.getItem(KEY_NAME) || ""; } catch (e) { return ""; }
+}
+
+export function setKey(key) {
+  try {
+    if (key) sessionStorage.setItem(KEY_NAME, key); else sessionStorage.removeItem(KEY_NAME);
+  } catch (e) { /* storage disabled: the key lives only until reload */ }
+}
+
+export function onUnauthorized(handler) {
+  unauthorizedHandler = handler;
+}
+
+export async function request(method, path, body) {
+  const headers = {Accept: "application/json"};
+  const key = getKey();
+  if (key) headers.Authorization = "Bearer " + key;
+  const init = {method, headers, cache: "no-store", credentials: "omit", redirect: "error"};
+  if (method !== "GET") {
+    headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body === undefined ? {} : body);
+  }
+  let resp;
+  try {
+    resp = await fetch(path, init);
+  } catch (e) {
+    throw new ApiError(0, "network", `could not reach the server (${e.message})`, path);
+  }
+  const ctype = resp.headers.get("content-type") || "";
+  let data = null;
+  let text = "";
+  if (ctype.startsWith("application/json")) {
+    try { data = await resp.json(); } catch (e) { data = null; }
+  } else {
+    text = await resp.text();
+  }
+  if (!resp.ok) {
+    const err = (data && (data.error || data)) || {};
+    const message = typeof err.message === "string" ? err.message : `${method} ${path} answered ${resp.status}`;
+    const error = new ApiError(resp.status, err.type || `http_${resp.status}`, message, path);
+    if (resp.status === 401 && unauthorizedHandler) unauthorizedHandler(error);
+    throw error;
+  }
+  return data !== null ? data : text;
+}
+
+export const get = (path) => request("GET", path);
+export const post = (path, body) => request("POST", path, body);
+
+// True when the server has no such route at all (that part of the service is not installed).
+export function isMissingRoute(error) {
+  return error instanceof ApiError && error.status === 404 && /^no route for/.test(error.message);
+}
+
+// A sentence a person can act on, for a failed call that fetched `what`.
+export function explain(error, what) {
+  if (!(error instanceof ApiError)) return `${what}: ${error && error.message ? error.message : error}`;
+  if (error.status === 0) return `Could not load ${what}: ${error.message}. The page keeps retrying every 5 s.`;
+  if (error.status === 401) return `Could not load ${what}: the server rejected the API key (${error.message}).`;
+  if (error.status === 403) return `Your API key may not see ${what}: ${error.message}.`;
+  if (isMissingRoute(error)) {
+    return `This server does not offer ${what} (${error.path} answered 404): that part of the service is not installed in this version.`;
+  }
+  if (error.status === 429) return `Rate limited while loading ${what}: ${error.message}. It will be retried.`;
+  return `Could not load ${what}: the server answered ${error.status} (${error.type}): ${error.message}`;
+}

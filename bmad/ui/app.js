@@ -1,0 +1,140 @@
+// The shell: navigation between the five views, the 5 s refresh with its
+// pause button, and the API-key prompt.
+
+import * as api from "./api.js";
+import {h} from "./dom.js";
+import {fmtClock} from "./format.js";
+import {createOverview} from "./view-overview.js";
+import {createProviders} from "./view-providers.js";
+import {createAnalytics} from "./view-analytics.js";
+import {createWorkflows} from "./view-workflows.js";
+import {createTools} from "./view-tools.js";
+
+const REFRESH_MS = 5000;
+const VIEW_IDS = ["overview", "providers", "analytics", "workflows", "tools"];
+
+const state = {paused: false, timer: null, active: null, views: {}, busy: false, authOpen: false};
+const ctx = {api, isPaused: () => state.paused};
+
+function $(id) { return document.getElementById(id); }
+
+function currentViewId() {
+  const id = location.hash.replace(/^#\/?/, "").split("/")[0];
+  return VIEW_IDS.includes(id) ? id : "overview";
+}
+
+function showView(id) {
+  for (const link of document.querySelectorAll("#tabs a")) {
+    if (link.dataset.view === id) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
+  for (const [vid, view] of Object.entries(state.views)) view.root.hidden = vid !== id;
+  state.active = id;
+  document.title = `${state.views[id].title} · bmad-api console`;
+  refresh();
+}
+
+async function refresh() {
+  if (state.busy) { state.again = true; return; }
+  state.busy = true;
+  state.again = false;
+  try {
+    const work = [state.views[state.active].refresh()];
+    // The overview's charts keep sampling while another view is open.
+    if (state.active !== "overview") work.push(state.views.overview.sample());
+    await Promise.allSettled(work);
+    $("refresh-state").textContent = state.paused
+      ? `Paused · last updated ${fmtClock(new Date())}`
+      : `Refreshes every 5 s · last updated ${fmtClock(new Date())}`;
+  } finally {
+    state.busy = false;
+  }
+  if (state.again) refresh();
+}
+
+function schedule() {
+  clearTimeout(state.timer);
+  if (!state.paused) state.timer = setTimeout(async () => { await refresh(); schedule(); }, REFRESH_MS);
+}
+
+function setPaused(paused) {
+  state.paused = paused;
+  const button = $("pause");
+  button.setAttribute("aria-pressed", String(paused));
+  button.textContent = paused ? "Resume" : "Pause";
+  $("refresh-state").textContent = paused ? "Paused: press Resume or Refresh now" : "Refreshes every 5 s";
+  schedule();
+}
+
+// -- the API-key prompt ----------------------------------------------------------------------
+
+function showAuth(message, isError) {
+  state.authOpen = true;
+  $("auth").hidden = false;
+  const err = $("auth-error");
+  err.hidden = !isError;
+  err.textContent = isError ? message : "";
+  if (!isError && message) $("auth-message").textContent = message;
+  $("api-key").focus();
+}
+
+function hideAuth() {
+  state.authOpen = false;
+  $("auth").hidden = true;
+  $("auth-error").hidden = true;
+}
+
+function onUnauthorized(error) {
+  if (api.getKey()) {
+    api.setKey("");
+    showAuth(`The API key was rejected: ${error.message}. Enter a valid key.`, true);
+  } else if (!state.authOpen) {
+    showAuth("This server requires an API key. Enter it once; it is kept in this tab only and sent as a Bearer token.", false);
+  }
+}
+
+async function submitKey(event) {
+  event.preventDefault();
+  const input = $("api-key");
+  const key = input.value.trim();
+  if (!key) return;
+  api.setKey(key);
+  try {
+    // Any route that needs a key will do; the catalog is cheap.
+    await api.get("/bmad/tools");
+    input.value = "";
+    hideAuth();
+    $("whoami").textContent = "Using the API key from this tab's session.";
+    refresh();
+  } catch (e) {
+    if (e.status !== 401) {
+      hideAuth();
+      refresh();
+    }
+  }
+}
+
+function init() {
+  const main = $("main");
+  const factories = {overview: createOverview, providers: createProviders, analytics: createAnalytics,
+    workflows: createWorkflows, tools: createTools};
+  for (const id of VIEW_IDS) {
+    const view = factories[id](ctx);
+    view.root.id = `view-${id}`;
+    view.root.classList.add("view");
+    view.root.hidden = true;
+    main.appendChild(view.root);
+    state.views[id] = view;
+  }
+  api.onUnauthorized(onUnauthorized);
+  $("auth-form").addEventListener("submit", submitKey);
+  $("auth-forget").addEventListener("click", () => { api.setKey(""); showAuth("Key forgotten. Enter a key to continue.", false); });
+  $("pause").addEventListener("click", () => setPaused(!state.paused));
+  $("refresh-now").addEventListener("click", () => refresh());
+  window.addEventListener("hashchange", () => showView(currentViewId()));
+  if (api.getKey()) $("whoami").textContent = "Using the API key from this tab's session.";
+  showView(currentViewId());
+  schedule();
+}
+
+init();
