@@ -17,8 +17,8 @@ def record_fixture(app, clock):
         (A0 + 3600, "api_request", dict(user_id="alice", route="/bmad/tools", method="GET", status=200, latency_ms=10)),
         (A0 + 3660, "api_request", dict(user_id="alice", route="/bmad/tools", method="GET", status=200, latency_ms=20)),
         (A0 + 3720, "api_request", dict(user_id="alice", route="/bmad/tools", method="GET", status=200, latency_ms=30)),
-        (A0 + 3730, "tool_execution", dict(user_id="alice", tool="analyst", latency_ms=100, prompt_tokens=10,
-                                           completion_tokens=20, cost_usd=0.01, status="succeeded")),
+        (A0 + 3730, "tool_execution", dict(user_id="alice", tool="analyst", latency_ms=100, tokens=30,
+                                           cost_usd=0.01, status="success", provider="openai-primary")),
         (A0 + 3740, "workflow_started", dict(user_id="alice", workflow="greenfield-service", run_id="r1")),
         (A0 + 3750, "workflow_step_completed", dict(user_id="alice", workflow="greenfield-service", run_id="r1",
                                                     step="s1", tool="analyst", latency_ms=100, status="succeeded",
@@ -35,9 +35,12 @@ def record_fixture(app, clock):
                                              prompt_tokens=10, completion_tokens=20, cost_usd=0.01)),
         (A0 + 4030, "provider_request", dict(provider="openai-primary", model="gpt-4o-mini", latency_ms=150,
                                              prompt_tokens=5, completion_tokens=5, cost_usd=0.002)),
-        (A0 + 4040, "provider_failure", dict(provider="claude", model="claude-3-5-haiku-latest", error_type="timeout")),
+        # a failed attempt: the router records it as a provider_request flagged as an error, and a provider_failure
+        (A0 + 4040, "provider_request", dict(provider="claude", model="claude-3-5-haiku-latest", status="error",
+                                             latency_ms=30000)),
+        (A0 + 4040, "provider_failure", dict(provider="claude", error_type="timeout", status=504)),
         (A0 + 4050, "provider_failover", dict(from_provider="claude", to_provider="openai-primary")),
-        (A0 + 4060, "circuit_state_changed", dict(provider="claude", state="open")),
+        (A0 + 4060, "circuit_state_changed", dict(provider="claude", **{"from": "closed", "to": "open"})),
         (B0 + 43200, "workflow_started", dict(workflow="greenfield-service", run_id="r2")),
         (B0 + 43210, "workflow_completed", dict(workflow="greenfield-service", run_id="r2", duration_ms=3000)),
         (NOW - 30, "api_request", dict(user_id="alice", route="/bmad/workflows/{workflow_id}", method="GET",
@@ -82,9 +85,9 @@ def test_overview_numbers(fixture_service):
 
     assert a["tools"] == {"executions": 2, "top": [
         {"tool": "analyst", "executions": 1, "errors": 0, "success_rate": 1.0, "avg_latency_ms": 100.0,
-         "prompt_tokens": 10, "completion_tokens": 20, "cost_usd": 0.01},
+         "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 30, "cost_usd": 0.01},
         {"tool": "pm", "executions": 1, "errors": 1, "success_rate": 0.0, "avg_latency_ms": 300.0,
-         "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0},
+         "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0, "cost_usd": 0.0},
     ]}
 
     assert a["workflows"] == {"started": 2, "completed": 1, "failed": 1, "success_rate": 0.5, "by_workflow": [
@@ -98,7 +101,7 @@ def test_overview_numbers(fixture_service):
     assert providers["by_provider"] == [
         {"provider": "openai-primary", "requests": 2, "failures": 0, "success_rate": 1.0, "avg_latency_ms": 100.0,
          "prompt_tokens": 15, "completion_tokens": 25, "cost_usd": 0.012, "failovers": 0},
-        {"provider": "claude", "requests": 1, "failures": 1, "success_rate": 0.0, "avg_latency_ms": 0.0,
+        {"provider": "claude", "requests": 1, "failures": 1, "success_rate": 0.0, "avg_latency_ms": 30000.0,
          "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0, "failovers": 1},
     ]
 
@@ -181,9 +184,9 @@ def test_workflow_report(fixture_service):
     assert w["avg_duration_ms"] == 2000.0 and w["p95_duration_ms"] == 3000.0
     assert w["steps"] == [
         {"step": "s1", "tool": "analyst", "executions": 1, "failures": 0, "avg_duration_ms": 100.0,
-         "prompt_tokens": 10, "completion_tokens": 20, "cost_usd": 0.01},
+         "prompt_tokens": 10, "completion_tokens": 20, "total_tokens": 30, "cost_usd": 0.01},
         {"step": "s2", "tool": "pm", "executions": 1, "failures": 1, "avg_duration_ms": 200.0,
-         "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0},
+         "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0, "cost_usd": 0.0},
     ]
     trend = {d["date"]: d for d in w["daily_trend"]}
     assert trend["2023-11-09"] == {"date": "2023-11-09", "started": 1, "completed": 0, "failed": 1}

@@ -73,7 +73,7 @@ def test_normalize_maps_aliases_and_keeps_only_safe_extras():
         "prompt": "do not store", "authorization": "Bearer x", "provider_api_key": "sk", "nested": {"a": 1}}))
     assert row == {"ts": 5.0, "type": "workflow_step_completed", "workflow": "greenfield-service", "run_id": "r1",
                    "step": "s1", "tool": "analyst", "latency_ms": 12.0, "outcome": "failed", "error": 1,
-                   "prompt_tokens": 10, "completion_tokens": 20, "cost_usd": 0.5, "extra": '{"tokens":30}'}
+                   "prompt_tokens": 10, "completion_tokens": 20, "cost_usd": 0.5, "total_tokens": 30}
     http = row_dict(normalize("api_request", 1.0, {"status": 404, "route": "r" * 1000, "user_id": "u"}))
     assert http["status"] == 404 and http["error"] == 1 and len(http["route"]) == 256
     ok = row_dict(normalize("circuit_state_changed", 1.0, {"provider": "p", "state": "open"}))

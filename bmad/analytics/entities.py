@@ -7,9 +7,7 @@ the entity may be reported on; these functions return None for an entity
 with no data where that means "never seen". Every query is parameterized.
 """
 
-from .reports import DayRange, date_of, iso, mean, percentile, ratio
-
-ZERO = [0, 0, 0, 0, 0.0, 0.0, 0]
+from .reports import ZERO, DayRange, date_of, iso, mean, percentile, provider_counts, ratio
 
 
 def user_report(conn, now, days, user_id):
@@ -51,12 +49,12 @@ def user_report(conn, now, days, user_id):
 
 
 def _rollup_by_day(conn, dim, key, r, types):
-    """``{day: {type: [events, errors, prompt, completion, cost, latency_sum, latency_count]}}`` for one key."""
+    """``{day: {type: [events, errors, prompt, completion, cost, latency_sum, latency_count, total_tokens]}}``."""
     marks = ", ".join("?" for _ in types)
     out = {}
     for day, type, *values in conn.execute(
             f"SELECT day, type, events, errors, prompt_tokens, completion_tokens, cost_usd, latency_sum, "
-            f"latency_count FROM daily_rollup WHERE dim = ? AND day BETWEEN ? AND ? AND type IN ({marks}) "
+            f"latency_count, total_tokens FROM daily_rollup WHERE dim = ? AND day BETWEEN ? AND ? AND type IN ({marks}) "
             f"AND key = ?", (dim, r.first, r.last, *types, key)):
         out.setdefault(day, {})[type] = values
     return out
@@ -81,14 +79,15 @@ def workflow_report(conn, now, days, workflow):
         "AND type IN ('workflow_completed', 'workflow_failed') AND latency_ms IS NOT NULL ORDER BY latency_ms",
         (workflow, r.start_ts))]
     steps = []
-    for step, tool, count, failures, lat_sum, lat_n, prompt, completion, cost in conn.execute(
+    for step, tool, count, failures, lat_sum, lat_n, prompt, completion, total, cost in conn.execute(
             "SELECT step, tool, COUNT(*), SUM(error), SUM(latency_ms), COUNT(latency_ms), "
-            "SUM(COALESCE(prompt_tokens, 0)), SUM(COALESCE(completion_tokens, 0)), SUM(COALESCE(cost_usd, 0)) "
+            "SUM(COALESCE(prompt_tokens, 0)), SUM(COALESCE(completion_tokens, 0)), SUM(COALESCE(total_tokens, 0)), "
+            "SUM(COALESCE(cost_usd, 0)) "
             "FROM events WHERE workflow = ? AND ts >= ? AND type = 'workflow_step_completed' "
             "GROUP BY step, tool ORDER BY MIN(ts)", (workflow, r.start_ts)):
         steps.append({"step": step, "tool": tool, "executions": count, "failures": failures,
                       "avg_duration_ms": mean(lat_sum or 0.0, lat_n), "prompt_tokens": prompt,
-                      "completion_tokens": completion, "cost_usd": round(cost, 6)})
+                      "completion_tokens": completion, "total_tokens": total, "cost_usd": round(cost, 6)})
     ended = completed[0] + failed[0]
     return {
         "workflow": workflow, "days": days, "executions": started[0], "completed": completed[0],
@@ -97,6 +96,7 @@ def workflow_report(conn, now, days, workflow):
         "p95_duration_ms": percentile(durations, 0.95),
         "prompt_tokens": sum(s["prompt_tokens"] for s in steps),
         "completion_tokens": sum(s["completion_tokens"] for s in steps),
+        "total_tokens": sum(s["total_tokens"] for s in steps),
         "cost_usd": round(float(sum(s["cost_usd"] for s in steps)), 6),
         "steps": steps,
         "daily_trend": [{"date": date_of(day), "started": by_day.get(day, {}).get(types[0], ZERO)[0],
@@ -110,7 +110,7 @@ def provider_report(conn, now, days, provider):
     r = DayRange(now, days)
     types = ("provider_request", "provider_failure", "provider_failover")
     by_day = _rollup_by_day(conn, "provider", provider, r, types)
-    ok, failure, failover = (_totals(by_day, t) for t in types)
+    attempts, failures, ok, failover = provider_counts(*(_totals(by_day, t) for t in types))
     latencies = [row[0] for row in conn.execute(
         "SELECT latency_ms FROM events WHERE provider = ? AND ts >= ? AND type = 'provider_request' "
         "AND latency_ms IS NOT NULL ORDER BY latency_ms", (provider, r.start_ts))]
@@ -118,13 +118,10 @@ def provider_report(conn, now, days, provider):
     openings = conn.execute(
         "SELECT COUNT(*) FROM events WHERE type = 'circuit_state_changed' AND ts >= ? AND +provider = ? "
         "AND lower(outcome) = 'open'", (r.start_ts, provider)).fetchone()[0]
-    attempts = ok[0] + failure[0]
-    failures = ok[1] + failure[0]
     daily = []
     for day in r.each():
-        d_ok = by_day.get(day, {}).get(types[0], ZERO)
-        d_fail = by_day.get(day, {}).get(types[1], ZERO)
-        daily.append({"date": date_of(day), "requests": d_ok[0] + d_fail[0], "failures": d_ok[1] + d_fail[0],
+        d_requests, d_failures, d_ok, _ = provider_counts(*(by_day.get(day, {}).get(t, ZERO) for t in types))
+        daily.append({"date": date_of(day), "requests": d_requests, "failures": d_failures,
                       "prompt_tokens": d_ok[2], "completion_tokens": d_ok[3], "cost_usd": round(d_ok[4], 6)})
     return {
         "provider": provider, "days": days, "requests": attempts, "failures": failures,

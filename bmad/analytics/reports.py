@@ -14,6 +14,8 @@ MAU_DAYS = 30
 TOP_ROUTES = 50
 TOP_TOOLS = 10
 TOP_ENTITIES = 50
+# events, errors, prompt tokens, completion tokens, cost, latency sum, latency count, total tokens
+ZERO = (0, 0, 0, 0, 0.0, 0.0, 0, 0)
 
 
 def day_of(ts):
@@ -69,11 +71,11 @@ def overview(conn, now, days, real_time):
     span = (r.first, r.last)
     per_type = {}
     daily = {day: [0, 0, 0, 0, 0.0] for day in r.each()}  # requests, errors, prompt, completion, cost
-    for day, type, events, errors, prompt, completion, cost, lat_sum, lat_n in conn.execute(
+    for day, type, events, errors, prompt, completion, cost, lat_sum, lat_n, total in conn.execute(
             "SELECT day, type, events, errors, prompt_tokens, completion_tokens, cost_usd, latency_sum, "
-            "latency_count FROM daily_rollup WHERE dim = 'all' AND day BETWEEN ? AND ?", span):
-        t = per_type.setdefault(type, [0, 0, 0, 0, 0.0, 0.0, 0])
-        for i, v in enumerate((events, errors, prompt, completion, cost, lat_sum, lat_n)):
+            "latency_count, total_tokens FROM daily_rollup WHERE dim = 'all' AND day BETWEEN ? AND ?", span):
+        t = per_type.setdefault(type, list(ZERO))
+        for i, v in enumerate((events, errors, prompt, completion, cost, lat_sum, lat_n, total)):
             t[i] += v
         d = daily.get(day)
         if d is None:
@@ -85,7 +87,7 @@ def overview(conn, now, days, real_time):
             d[2] += prompt
             d[3] += completion
             d[4] += cost
-    api = per_type.get("api_request", [0, 0, 0, 0, 0.0, 0.0, 0])
+    api = per_type.get("api_request", ZERO)
     return {
         "real_time_metrics": real_time,
         "range": {"days": days, "from": date_of(r.first), "to": date_of(r.last)},
@@ -113,28 +115,28 @@ def _usage(conn, r, api, per_type):
 
 
 def _grouped(conn, dim, span, types):
-    """``{key: {type: [events, errors, prompt, completion, cost, latency_sum, latency_count]}}``."""
+    """``{key: {type: [events, errors, prompt, completion, cost, latency_sum, latency_count, total_tokens]}}``."""
     marks = ", ".join("?" for _ in types)
     out = {}
     for key, type, *values in conn.execute(
             f"SELECT key, type, SUM(events), SUM(errors), SUM(prompt_tokens), SUM(completion_tokens), "
-            f"SUM(cost_usd), SUM(latency_sum), SUM(latency_count) FROM daily_rollup "
+            f"SUM(cost_usd), SUM(latency_sum), SUM(latency_count), SUM(total_tokens) FROM daily_rollup "
             f"WHERE dim = ? AND day BETWEEN ? AND ? AND type IN ({marks}) GROUP BY key, type",
             (dim, *span, *types)):
         out.setdefault(key, {})[type] = values
     return out
 
 
-ZERO = (0, 0, 0, 0, 0.0, 0.0, 0)
 
 
 def _tools(conn, span):
     rows = []
     for tool, by_type in _grouped(conn, "tool", span, ("tool_execution",)).items():
-        events, errors, prompt, completion, cost, lat_sum, lat_n = by_type["tool_execution"]
+        events, errors, prompt, completion, cost, lat_sum, lat_n, total = by_type["tool_execution"]
         rows.append({"tool": tool, "executions": events, "errors": errors,
                      "success_rate": ratio(events - errors, events), "avg_latency_ms": mean(lat_sum, lat_n),
-                     "prompt_tokens": prompt, "completion_tokens": completion, "cost_usd": round(cost, 6)})
+                     "prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total,
+                     "cost_usd": round(cost, 6)})
     rows.sort(key=lambda row: (-row["executions"], row["tool"]))
     return {"executions": sum(row["executions"] for row in rows), "top": rows[:TOP_TOOLS]}
 
@@ -158,18 +160,23 @@ def _providers(conn, span, per_type):
     rows = []
     types = ("provider_request", "provider_failure", "provider_failover")
     for name, by_type in _grouped(conn, "provider", span, types).items():
-        ok, failure, failover = (by_type.get(t, ZERO) for t in types)
-        attempts = ok[0] + failure[0]
-        failures = ok[1] + failure[0]
+        attempts, failures, ok, failover = provider_counts(by_type.get(types[0], ZERO),
+                                                            by_type.get(types[1], ZERO), by_type.get(types[2], ZERO))
         rows.append({"provider": name, "requests": attempts, "failures": failures,
                      "success_rate": ratio(attempts - failures, attempts),
                      "avg_latency_ms": mean(ok[5], ok[6]), "prompt_tokens": ok[2], "completion_tokens": ok[3],
                      "cost_usd": round(ok[4], 6), "failovers": failover[0]})
     rows.sort(key=lambda row: (-row["requests"], row["provider"]))
-    ok, failure, failover = (per_type.get(t, ZERO) for t in types)
-    return {"requests": ok[0] + failure[0], "failures": ok[1] + failure[0], "failovers": failover[0],
+    attempts, failures, ok, failover = provider_counts(*(per_type.get(t, ZERO) for t in types))
+    return {"requests": attempts, "failures": failures, "failovers": failover[0],
             "prompt_tokens": ok[2], "completion_tokens": ok[3], "cost_usd": round(ok[4], 6),
             "by_provider": rows[:TOP_ENTITIES]}
+
+
+def provider_counts(attempted, failure, failover):
+    """``(requests, failures, attempted, failover)``: every upstream attempt is one ``provider_request``
+    (flagged as an error when it failed), and a failed one is also described by a ``provider_failure``."""
+    return attempted[0], max(attempted[1], failure[0]), attempted, failover
 
 
 def _business(conn, r, api, daily):

@@ -29,13 +29,16 @@ LATENCY = _OFF + INDEX["latency_ms"]
 PROMPT = _OFF + INDEX["prompt_tokens"]
 COMPLETION = _OFF + INDEX["completion_tokens"]
 COST = _OFF + INDEX["cost_usd"]
+TOTAL = _OFF + INDEX["total_tokens"]
+WIDTH = 8  # events, errors, prompt, completion, cost, latency sum, latency count, total tokens
 
 UPSERT_ROLLUP = """INSERT INTO daily_rollup (dim, day, type, key, events, errors, prompt_tokens, completion_tokens,
-    cost_usd, latency_sum, latency_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    cost_usd, latency_sum, latency_count, total_tokens) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (dim, day, type, key) DO UPDATE SET events = events + excluded.events,
     errors = errors + excluded.errors, prompt_tokens = prompt_tokens + excluded.prompt_tokens,
     completion_tokens = completion_tokens + excluded.completion_tokens, cost_usd = cost_usd + excluded.cost_usd,
-    latency_sum = latency_sum + excluded.latency_sum, latency_count = latency_count + excluded.latency_count"""
+    latency_sum = latency_sum + excluded.latency_sum, latency_count = latency_count + excluded.latency_count,
+    total_tokens = total_tokens + excluded.total_tokens"""
 
 UPSERT_SESSION = """INSERT INTO sessions (session_id, user_id, started_ts, last_ts, events) VALUES (?, ?, ?, ?, ?)
     ON CONFLICT (session_id) DO UPDATE SET started_ts = min(started_ts, excluded.started_ts),
@@ -63,7 +66,7 @@ class Batch:
             day = int(ts // DAY_SECONDS)
             latency = row[LATENCY]
             delta = (1, row[ERROR] or 0, row[PROMPT] or 0, row[COMPLETION] or 0, row[COST] or 0.0,
-                     latency or 0.0, 0 if latency is None else 1)
+                     latency or 0.0, 0 if latency is None else 1, row[TOTAL] or 0)
             keys = [("all", day, type, "")]
             columns = row[_OFF:]
             for dim, i in DIMENSIONS:
@@ -75,7 +78,7 @@ class Batch:
                 if acc is None:
                     rollup[key] = list(delta)
                 else:
-                    for j in range(7):
+                    for j in range(WIDTH):
                         acc[j] += delta[j]
             user = row[USER]
             if user is not None:
@@ -84,7 +87,7 @@ class Batch:
                 if acc is None:
                     rollup[key] = list(delta)
                 else:
-                    for j in range(7):
+                    for j in range(WIDTH):
                         acc[j] += delta[j]
                 seen = self.users.get(user)
                 if seen is None:

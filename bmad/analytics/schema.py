@@ -21,18 +21,19 @@ COLUMNS = (
     ("user_id", "text"), ("session_id", "text"), ("route", "text"), ("method", "text"), ("status", "int"),
     ("outcome", "text"), ("error", "bool"), ("error_type", "text"), ("latency_ms", "real"), ("tool", "text"),
     ("workflow", "text"), ("run_id", "text"), ("step", "text"), ("provider", "text"), ("model", "text"),
-    ("prompt_tokens", "int"), ("completion_tokens", "int"), ("cost_usd", "real"),
+    ("prompt_tokens", "int"), ("completion_tokens", "int"), ("cost_usd", "real"), ("total_tokens", "int"),
 )
 COLUMN_NAMES = tuple(name for name, _ in COLUMNS)
 INDEX = {name: i for i, name in enumerate(COLUMN_NAMES)}
 ROW_COLUMNS = ("ts", "type") + COLUMN_NAMES + ("extra",)
+EVENTS_COLUMNS = ROW_COLUMNS  # the ``events`` table's columns besides ``id``, in insert order
 
 # Other names callers use for a column (the first one given wins).
 ALIASES = {
     "user": "user_id", "duration_ms": "latency_ms", "tool_id": "tool", "workflow_id": "workflow",
     "step_id": "step", "from_provider": "provider", "input_tokens": "prompt_tokens",
     "output_tokens": "completion_tokens", "cost": "cost_usd", "state": "outcome", "new_state": "outcome",
-    "to_state": "outcome", "result": "outcome",
+    "to_state": "outcome", "to": "outcome", "result": "outcome", "tokens": "total_tokens",
 }
 
 MAX_TEXT = {"user_id": 128, "route": 256, "method": 16}
@@ -121,6 +122,8 @@ def normalize(type, ts, fields):
             row[i] = 1 if value else 0
     if row[INDEX["error"]] is None:
         row[INDEX["error"]] = is_error(type, row)
+    if row[INDEX["total_tokens"]] is None and (row[INDEX["prompt_tokens"]] or row[INDEX["completion_tokens"]]):
+        row[INDEX["total_tokens"]] = (row[INDEX["prompt_tokens"]] or 0) + (row[INDEX["completion_tokens"]] or 0)
     encoded = None
     if extra:
         try:

@@ -57,11 +57,18 @@ def _create_sessions_and_users(conn):
         user_id TEXT PRIMARY KEY, first_seen REAL NOT NULL, last_seen REAL NOT NULL) WITHOUT ROWID""")
 
 
+def _add_total_tokens(conn):
+    # Callers that know only a total (tool runs, workflow steps) report ``tokens``.
+    conn.execute("ALTER TABLE events ADD COLUMN total_tokens INTEGER")
+    conn.execute("ALTER TABLE daily_rollup ADD COLUMN total_tokens INTEGER NOT NULL DEFAULT 0")
+
+
 # Ordered and append-only: a released migration is never edited, only followed by a new one.
 MIGRATIONS = (
     ("0001_events", _create_events),
     ("0002_daily_rollup", _create_rollup),
     ("0003_sessions_and_users", _create_sessions_and_users),
+    ("0004_total_tokens", _add_total_tokens),
 )
 
 
