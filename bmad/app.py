@@ -20,6 +20,7 @@ from .metrics import Registry
 from .performance import install as install_performance
 from .request import Response, dumps, json_response
 from .routes import build_routes
+from .workflows import install as install_workflows
 
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
@@ -133,6 +134,7 @@ def build_app(config, *, clock=time.time, logger=None, environ=None):
         install_analytics(app)  # first, so every later part records through app.events
     process_metrics.register(app.metrics)
     install_performance(app)
+    install_workflows(app)  # last: it starts resuming unfinished runs, so everything it calls must exist
     if app.auth.open_mode:
         app.logger.warning("no API keys configured: running in open development mode; "
                            "callers are identified by X-User-ID or as anonymous")

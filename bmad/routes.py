@@ -1,6 +1,6 @@
 """The route table: every endpoint the service answers, in one place."""
 
-from .handlers import analytics, catalog, meta, performance, ui
+from .handlers import analytics, catalog, meta, performance, runs, ui
 from .routing import Router
 
 OPEN = dict(auth="open", rate_class=None, record=False)
@@ -18,6 +18,12 @@ def build_routes(app):
     r.post("/bmad/tools/{tool_id}/preview", catalog.preview_tool)
     r.get("/bmad/workflows", catalog.list_workflows)
     r.get("/bmad/workflows/{workflow_id}", catalog.get_workflow)
+    r.post("/bmad/workflows/{workflow_id}/runs", runs.start_run, rate_class="workflow")
+    r.get("/bmad/runs", runs.list_runs)
+    r.get("/bmad/runs/{run_id}", runs.get_run)
+    r.get("/bmad/runs/{run_id}/artifacts/{name}", runs.get_artifact)
+    r.post("/bmad/runs/{run_id}/cancel", runs.cancel_run)
+    r.post("/bmad/runs/{run_id}/approve", runs.approve_run)
 
     r.get("/bmad/analytics", analytics.overview, auth="admin")
     r.get("/bmad/analytics/real-time", analytics.real_time, auth="admin")

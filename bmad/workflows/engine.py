@@ -1,0 +1,421 @@
+"""The workflow scheduler: a bounded pool of run workers over a bounded queue.
+
+A worker takes a queued run and drives it: it starts every step whose
+consumed artifacts exist (at most ``max_parallel_steps`` at once, each on its
+own thread), waits for one to finish, and repeats. A step's result and
+artifact are committed before anything depends on them, so after a crash a
+run resumes from its first step not yet succeeded and no succeeded step is
+ever paid for twice.
+
+In-memory state (the queue, the runs being driven, cancel requests) is
+guarded by one lock that is never held across a database write or an LLM
+call. ``changed`` is notified on every state change, for long-polls.
+
+Methods for the caller: ``start()``, ``submit(...)``, ``cancel(run_id)``,
+``approve(run_id)``, ``describe(run_id)``, ``wait_for_change(version, timeout)``,
+``version``, ``stats()``, ``stop(timeout)``.
+"""
+
+import queue
+import secrets
+import threading
+import time
+import traceback
+from collections import deque
+
+from ..errors import HTTPError, ServiceUnavailable
+from .executor import StepError
+from .parse import status_block
+from .plan import ready_steps, step_messages, step_model
+from .store import FINAL_STATES
+
+
+class Conflict(HTTPError):
+    """The run is not in a state that allows this action."""
+
+    status = 409
+    type = "conflict"
+
+
+class Engine:
+    """Schedules and executes workflow runs stored in a ``RunStore``."""
+
+    def __init__(self, store, catalog, executor, config, *, on_event, metrics, logger, clock=time.time,
+                 monotonic=time.monotonic):
+        section = config["workflows"]
+        self.store = store
+        self.catalog = catalog
+        self.executor = executor
+        self.config = config
+        self.workers = section["workers"]
+        self.queue_limit = section["queue_limit"]
+        self.max_parallel = section["max_parallel_steps"]
+        self.retries = section["step_retries"]
+        self.on_event = on_event
+        self.metrics = metrics
+        self.logger = logger
+        self.clock = clock
+        self.monotonic = monotonic
+        self._lock = threading.Lock()
+        self._work = threading.Condition(self._lock)
+        self.changed = threading.Condition(self._lock)
+        self._queue = deque()
+        self._running = set()
+        self._deferred = set()
+        self._cancel = set()
+        self._reserved = 0
+        self._version = 0
+        self._stopping = False
+        self._threads = []
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self):
+        """Resume what a previous process left unfinished, then start the workers."""
+        self.store.reset_running_steps()
+        resumed = []
+        for run_id, state in self.store.unfinished():
+            if state in ("queued", "running"):
+                resumed.append(run_id)
+        with self._lock:
+            self._queue.extend(resumed)
+        if resumed:
+            self.logger.info("resuming workflow runs", runs=len(resumed))
+        for i in range(self.workers):
+            thread = threading.Thread(target=self._worker, name=f"bmad-run-worker-{i}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def stop(self, timeout):
+        """Take no new runs or steps; let running steps finish within ``timeout`` seconds; close the store."""
+        deadline = self.monotonic() + timeout
+        with self._lock:
+            self._stopping = True
+            self._work.notify_all()
+            self.changed.notify_all()
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - self.monotonic()))
+        unfinished = sum(thread.is_alive() for thread in self._threads)
+        if unfinished:
+            self.logger.warning("workflow steps still running at shutdown; they resume at the next start",
+                                runs=unfinished)
+        self.store.close()
+
+    # -- the API's actions ----------------------------------------------------------------------
+
+    def submit(self, workflow, inputs, *, user, model=None, title=None, approvals=False):
+        """Queue a new run; returns its id. 503 with Retry-After when the queue is full."""
+        with self._lock:
+            if self._stopping:
+                raise ServiceUnavailable("the service is shutting down; start the run again shortly",
+                                         headers={"Retry-After": "5"})
+            if len(self._queue) + self._reserved >= self.queue_limit:
+                raise ServiceUnavailable(f"the workflow queue is full ({self.queue_limit} runs waiting); "
+                                         "try again shortly", type="queue_full", headers={"Retry-After": "5"})
+            self._reserved += 1
+        run_id = "run_" + secrets.token_hex(10)
+        run = {"run_id": run_id, "workflow": workflow["id"], "title": title or workflow["name"], "user": user,
+               "model": model, "approvals": approvals, "created_at": self.clock()}
+        # The definition is kept with the run, so editing the catalog never changes a run already started.
+        definition = {"id": workflow["id"], "inputs": [i["name"] for i in workflow["inputs"]],
+                      "steps": workflow["steps"]}
+        try:
+            self.store.create(run, definition, inputs)
+        finally:
+            with self._lock:
+                self._reserved -= 1
+        with self._lock:
+            self._queue.append(run_id)
+            self._work.notify()
+            self._bump()
+        return run_id
+
+    def cancel(self, run_id):
+        """Cancel a run: at once when queued or waiting, after its current step(s) when running."""
+        with self._lock:
+            if run_id in self._running:
+                self._cancel.add(run_id)
+                self._bump()
+                return "running"
+            if run_id in self._queue:
+                self._queue.remove(run_id)
+        if self._cancel_idle(run_id):
+            return "cancelled"
+        owner = self.store.owner(run_id)
+        state = owner[1] if owner else None
+        if state == "cancelled":
+            return state
+        raise Conflict(f"run '{run_id}' is {state} and can no longer be cancelled")
+
+    def _cancel_idle(self, run_id):
+        """Cancel a run no worker is driving (queued, at a gate, or left running by a stopped process).
+
+        False when it was already final."""
+        if not self.store.cancel_idle(run_id, self.clock()):
+            return False
+        run = self.store.get(run_id)
+        self._finished(run, "cancelled", "cancelled")
+        return True
+
+    def approve(self, run_id):
+        """Pass the approval gate(s) a run waits at and queue it again."""
+        run = self.store.load(run_id)
+        if run is None or run["state"] != "waiting_approval":
+            raise Conflict(f"run '{run_id}' is not waiting for approval (it is {run and run['state']})")
+        available = set(self._input_names(run)) | set(run["inputs"]) | set(run["artifacts"])
+        _, waiting = ready_steps(run["definition"]["steps"], run["step_states"], available, (),
+                                 lambda step: step["id"] in run["approved"])
+        gates = [step["id"] for step in waiting]
+        if not self.store.approve(run_id, gates):
+            raise Conflict(f"run '{run_id}' is no longer waiting for approval")
+        with self._lock:
+            self._queue.append(run_id)
+            self._work.notify()
+            self._bump()
+        return gates
+
+    # -- reading --------------------------------------------------------------------------------
+
+    @property
+    def version(self):
+        """A number that changes whenever any run changes state (for long-polls)."""
+        return self._version
+
+    def wait_for_change(self, version, timeout):
+        """Block until ``version`` is out of date, the engine stops, or ``timeout`` seconds pass."""
+        with self._lock:
+            self.changed.wait_for(lambda: self._version != version or self._stopping, timeout)
+
+    def describe(self, run_id):
+        """The API view of a run with its totals, or None."""
+        run = self.store.get(run_id)
+        if run is None:
+            return None
+        steps = run["steps"]
+        started, finished = run["started_at"], run["finished_at"]
+        end = finished if finished is not None else self.clock()
+        run["totals"] = {
+            "prompt_tokens": sum(s["prompt_tokens"] or 0 for s in steps),
+            "completion_tokens": sum(s["completion_tokens"] or 0 for s in steps),
+            "cost_usd": round(sum(s["cost_usd"] or 0.0 for s in steps), 8),
+            "duration_ms": round((end - started) * 1000, 3) if started is not None else 0.0}
+        with self._lock:
+            run["cancel_requested"] = run_id in self._cancel
+        return run
+
+    def stats(self):
+        """Runs waiting and running now (for the health check)."""
+        with self._lock:
+            return {"queued": len(self._queue), "running": len(self._running), "queue_limit": self.queue_limit,
+                    "workers": self.workers}
+
+    # -- the workers ----------------------------------------------------------------------------
+
+    def _bump(self):
+        # Called with the lock held.
+        self._version += 1
+        self.changed.notify_all()
+
+    def _worker(self):
+        while True:
+            with self._lock:
+                self._work.wait_for(lambda: self._queue or self._stopping)
+                if self._stopping:
+                    return
+                run_id = self._queue.popleft()
+                if run_id in self._running:
+                    # Approved again while its previous drive is still wrapping up: run it after.
+                    self._deferred.add(run_id)
+                    continue
+                self._running.add(run_id)
+                self.metrics["active"].set(len(self._running))
+            try:
+                self._drive(run_id)
+            except Exception:
+                self.logger.error("workflow run crashed", run_id=run_id, error=traceback.format_exc(limit=10))
+                self._fail_quietly(run_id)
+            with self._lock:
+                self._running.discard(run_id)
+                cancelled_late = run_id in self._cancel
+                self._cancel.discard(run_id)
+                if run_id in self._deferred:
+                    self._deferred.discard(run_id)
+                    self._queue.append(run_id)
+                    self._work.notify()
+                self.metrics["active"].set(len(self._running))
+                self._bump()
+            if cancelled_late and not self._stopping:
+                self._cancel_idle(run_id)
+
+    def _fail_quietly(self, run_id):
+        try:
+            self.store.skip_pending(run_id)
+            self.store.mark(run_id, "failed", finished_at=self.clock(), error="internal error",
+                            error_type="internal_error")
+        except Exception:
+            self.logger.error("cannot mark workflow run failed", run_id=run_id)
+
+    @staticmethod
+    def _input_names(run):
+        return run["definition"].get("inputs", [])
+
+    def _tools_for(self, run):
+        tools = {}
+        for step in run["definition"]["steps"]:
+            tool = self.catalog.tools.get(step["tool"])
+            if tool is None:
+                return None
+            tools[step["id"]] = tool
+        return tools
+
+    def _drive(self, run_id):
+        run = self.store.load(run_id)
+        if run is None or run["state"] in FINAL_STATES or run["state"] == "waiting_approval":
+            return
+        steps = run["definition"]["steps"]
+        tools = self._tools_for(run)
+        if tools is None or set(run["step_states"]) != {s["id"] for s in steps}:
+            self.store.skip_pending(run_id)
+            self.store.mark(run_id, "failed", finished_at=self.clock(), error="interrupted",
+                            error_type="interrupted")
+            self._finished(self.store.get(run_id), "failed", "interrupted")
+            return
+        with self._lock:
+            cancelled = run_id in self._cancel
+        if cancelled:
+            return  # the worker cancels it once this drive is over
+        first_start = run["started_at"] is None
+        self.store.mark(run_id, "running", started_at=self.clock())
+        with self._lock:
+            self._bump()
+        if first_start:
+            self.on_event("workflow_started", workflow=run["workflow"], run_id=run_id, user_id=run["user"],
+                          status="running", model=run["model"])
+        states = dict(run["step_states"])
+        artifacts = dict(run["artifacts"])
+        available = set(self._input_names(run)) | set(run["inputs"]) | set(artifacts)
+        results = queue.Queue()
+        in_flight = {}
+        failure = None
+        waiting = []
+        # Each pass starts or finishes at least one step, so 2 * steps + 1 passes always suffice.
+        for _ in range(2 * len(steps) + 1):
+            with self._lock:
+                halt = self._stopping or run_id in self._cancel
+            if failure is None and not halt:
+                startable, waiting = ready_steps(steps, states, available, in_flight,
+                                                 lambda step: not run["approvals"] or step["id"] in run["approved"])
+                for step in startable[:max(0, self.max_parallel - len(in_flight))]:
+                    in_flight[step["id"]] = step
+                    states[step["id"]] = "running"
+                    self._launch(run, step, tools[step["id"]], artifacts, results)
+            if not in_flight:
+                break
+            step_id, outcome = results.get()
+            step = in_flight.pop(step_id)
+            states[step_id] = outcome["state"]
+            if outcome["state"] == "succeeded":
+                artifacts[step["produces"]] = outcome["text"]
+                available.add(step["produces"])
+            elif failure is None:
+                failure = outcome
+        self._conclude(run, states, failure, waiting)
+
+    def _conclude(self, run, states, failure, waiting):
+        run_id = run["run_id"]
+        with self._lock:
+            stopping = self._stopping
+            cancelled = run_id in self._cancel
+        if cancelled:
+            self.store.skip_pending(run_id)
+            self.store.mark(run_id, "cancelled", finished_at=self.clock(), error="cancelled", error_type="cancelled")
+            self._finished(self.store.get(run_id), "cancelled", "cancelled")
+        elif failure is not None:
+            self.store.skip_pending(run_id)
+            self.store.mark(run_id, "failed", finished_at=self.clock(), error=failure["error"],
+                            error_type=failure["error_type"])
+            self._finished(self.store.get(run_id), "failed", failure["error_type"])
+        elif all(state == "succeeded" for state in states.values()):
+            self.store.mark(run_id, "succeeded", finished_at=self.clock())
+            self._finished(self.store.get(run_id), "succeeded", None)
+        elif stopping:
+            pass  # left as it is; the next start resumes it
+        elif waiting:
+            self.store.mark(run_id, "waiting_approval")
+            self.logger.info("workflow run waiting for approval", run_id=run_id, steps=[s["id"] for s in waiting])
+        else:
+            self.store.skip_pending(run_id)
+            self.store.mark(run_id, "failed", finished_at=self.clock(), error="interrupted", error_type="interrupted")
+            self._finished(self.store.get(run_id), "failed", "interrupted")
+
+    def _finished(self, run, status, error_type):
+        if run is None:
+            return
+        steps = run["steps"]
+        duration = (run["finished_at"] - run["started_at"]) * 1000 if run["started_at"] else 0.0
+        self.metrics["runs"].inc(workflow=run["workflow"], status=status)
+        self.on_event("workflow_completed" if status == "succeeded" else "workflow_failed",
+                      workflow=run["workflow"], run_id=run["run_id"], user_id=run["user"], status=status,
+                      duration_ms=round(duration, 3), error_type=error_type,
+                      prompt_tokens=sum(s["prompt_tokens"] or 0 for s in steps),
+                      completion_tokens=sum(s["completion_tokens"] or 0 for s in steps),
+                      cost_usd=sum(s["cost_usd"] or 0.0 for s in steps))
+        self.logger.info("workflow run finished", run_id=run["run_id"], workflow=run["workflow"], state=status)
+
+    # -- one step -------------------------------------------------------------------------------
+
+    def _launch(self, run, step, tool, artifacts, results):
+        messages = step_messages(tool, step, run["inputs"], artifacts)
+        model = step_model(self.config, tool["id"], run["model"])
+        self.store.step_started(run["run_id"], step["id"], self.clock())
+        thread = threading.Thread(target=self._execute, args=(run, step, tool, model, messages, results),
+                                  name=f"bmad-step-{step['id']}"[:60], daemon=True)
+        thread.start()
+
+    def _execute(self, run, step, tool, model, messages, results):
+        run_id = run["run_id"]
+        outcome = {"state": "failed", "error": "internal error", "error_type": "internal_error", "text": None}
+        try:
+            outcome = self._attempts(run, step, tool, model, messages)
+            artifact = (step["produces"], outcome["text"]) if outcome["state"] == "succeeded" else None
+            self.store.finish_step(run_id, step["id"], outcome["state"], outcome, self.clock(), artifact)
+        except Exception as e:
+            self.logger.error("workflow step crashed", run_id=run_id, step=step["id"],
+                              error=f"{type(e).__name__}: {e}")
+            outcome = {"state": "failed", "error": f"{type(e).__name__}: {e}", "error_type": "internal_error",
+                       "text": None}
+        self.on_event("workflow_step_completed", workflow=run["workflow"], run_id=run_id, step=step["id"],
+                      tool=tool["id"], user_id=run["user"], status=outcome["state"],
+                      latency_ms=outcome.get("latency_ms"), provider=outcome.get("provider"),
+                      model=outcome.get("model"), prompt_tokens=outcome.get("prompt_tokens"),
+                      completion_tokens=outcome.get("completion_tokens"), cost_usd=outcome.get("cost_usd"),
+                      error_type=outcome.get("error_type"))
+        if outcome.get("latency_ms") is not None:
+            self.metrics["step_duration"].observe(outcome["latency_ms"] / 1000.0, workflow=run["workflow"],
+                                                  tool=tool["id"])
+        with self._lock:
+            self._bump()
+        results.put((step["id"], outcome))
+
+    def _attempts(self, run, step, tool, model, messages):
+        began = self.monotonic()
+        error = None
+        for attempt in range(1, self.retries + 2):
+            try:
+                result = self.executor.execute(model, messages, run["user"],
+                                               f"{run['run_id']}.{step['id']}.{attempt}", tool)
+            except StepError as e:
+                error = e
+                self.logger.warning("workflow step attempt failed", run_id=run["run_id"], step=step["id"],
+                                    attempt=attempt, error_type=e.error_type, error=str(e)[:300])
+                if not e.retryable:
+                    break
+                continue
+            return {"state": "succeeded", "text": result.text, "provider": result.provider, "model": result.model,
+                    "prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
+                    "cost_usd": result.cost_usd, "latency_ms": round((self.monotonic() - began) * 1000, 3),
+                    "attempts": attempt, "error": None, "error_type": None, "report": status_block(result.text)}
+        return {"state": "failed", "text": None, "error": f"step '{step['id']}' failed: {error}",
+                "error_type": error.error_type, "attempts": attempt,
+                "latency_ms": round((self.monotonic() - began) * 1000, 3)}

@@ -1,0 +1,127 @@
+"""Helpers for the workflow tests: a small test catalog, fake upstreams behind the router, run polling."""
+
+import json
+from pathlib import Path
+
+from bmad.config import load_defaults
+
+ROUTER_WIRED = "providers" in load_defaults()
+
+STATUS_BLOCK = '```json\n{"status": "complete", "assumptions": ["a1"], "open_questions": []}\n```'
+
+# A diamond: a -> (b, c) -> d. b and c consume only a, so they run side by side.
+DIAMOND = [("a", []), ("b", ["art-a"]), ("c", ["art-a"]), ("d", ["art-b", "art-c"])]
+# A chain that touches every parallel shape a 7-step workflow can have (used by the benchmark too).
+
+
+def tool_json(tool_id):
+    """A minimal catalog tool whose instructions name it, so a recorded prompt tells which step sent it."""
+    return {"id": f"t-{tool_id}", "name": f"Tool {tool_id}", "description": f"Test tool {tool_id}.",
+            "role": f"Tester {tool_id}", "instructions": f"You are test tool {tool_id}. Write artifact {tool_id}.",
+            "inputs": [{"name": "idea", "required": False, "description": "The idea."}],
+            "consumes": [], "produces": f"art-{tool_id}"}
+
+
+def write_catalog(directory, workflow_id="diamond", steps=DIAMOND, gate=None):
+    """Write a test catalog (one tool per step) to ``directory``; returns its path as a string."""
+    directory = Path(directory)
+    (directory / "tools").mkdir(parents=True, exist_ok=True)
+    (directory / "workflows").mkdir(parents=True, exist_ok=True)
+    for step_id, _ in steps:
+        (directory / "tools" / f"t-{step_id}.json").write_text(json.dumps(tool_json(step_id)))
+    workflow = {"id": workflow_id, "name": f"Test {workflow_id}", "description": "A test workflow.",
+                "inputs": [{"name": "idea", "required": True, "description": "The idea."}],
+                "steps": [dict({"id": step_id, "tool": f"t-{step_id}", "produces": f"art-{step_id}",
+                                "consumes": consumes}, **({"gate": "approval"} if gate == step_id else {}))
+                          for step_id, consumes in steps]}
+    (directory / "workflows" / f"{workflow_id}.json").write_text(json.dumps(workflow))
+    return str(directory)
+
+
+def step_of(rec):
+    """Which test step a recorded upstream chat request belongs to (from its system message)."""
+    system = rec.json["messages"][0]["content"]
+    return system.split("test tool ", 1)[1].split(".", 1)[0]
+
+
+def reply_for(rec):
+    """The fake upstream's answer: names the step, ends with a status block."""
+    return f"# Artifact of step {step_of(rec)}\n\nBody of {step_of(rec)}.\n\n{STATUS_BLOCK}"
+
+
+def provider_config(*upstreams):
+    """Config that routes ``bmad-default`` through ``upstreams`` in priority order."""
+    names = [f"fake{i}" for i in range(len(upstreams))]
+    return {"providers": [{"name": name, "type": "openai", "base_url": up.base_url, "api_key": "sk-test"}
+                          for name, up in zip(names, upstreams)],
+            "models": {"bmad-default": [f"{name}/gpt-4o-mini" for name in names]},
+            "routing": {"strategy": "priority"}}
+
+
+class DirectExecutor:
+    """Stand-in for the provider router until it is wired into the app: OpenAI chat calls with failover."""
+
+    def __init__(self, upstreams):
+        self.upstreams = upstreams
+
+    def execute(self, model, messages, user, request_id, tool=None):
+        import http.client
+        from bmad.workflows.executor import StepError, StepResult
+        errors = []
+        for i, up in enumerate(self.upstreams):
+            conn = http.client.HTTPConnection("127.0.0.1", up.port, timeout=10)
+            try:
+                conn.request("POST", "/v1/chat/completions", json.dumps({"model": model, "messages": messages}),
+                             {"Content-Type": "application/json", "Authorization": "Bearer sk-test"})
+                resp = conn.getresponse()
+                body = resp.read()
+                if resp.status != 200:
+                    errors.append(f"fake{i}: HTTP {resp.status}")
+                    continue
+                data = json.loads(body)
+                return StepResult(data["choices"][0]["message"]["content"], f"fake{i}", data["model"],
+                                  data["usage"]["prompt_tokens"], data["usage"]["completion_tokens"], 0.0, 1.0)
+            except (OSError, ValueError) as e:
+                errors.append(f"fake{i}: {e}")
+            finally:
+                conn.close()
+        raise StepError("; ".join(errors), "bad_gateway")
+
+
+def start_with_upstreams(start_app, upstreams, data=None, **kw):
+    """A started service whose steps go to ``upstreams`` (through the router once it is wired)."""
+    data = dict(data or {})
+    if ROUTER_WIRED:
+        data.update(provider_config(*upstreams))
+    service = start_app(data, **kw)
+    if not ROUTER_WIRED:
+        service.app.workflows.executor = DirectExecutor(upstreams)
+    return service
+
+
+def start_run(client, workflow="diamond", inputs=None, **body):
+    """POST a run; returns its id (asserting 202)."""
+    resp = client.post(f"/bmad/workflows/{workflow}/runs", dict(body, inputs=inputs or {"idea": "a test idea"}))
+    assert resp.status == 202, (resp.status, resp.json)
+    return resp.json["run_id"]
+
+
+def wait_run(client, run_id, seconds=20, until=None):
+    """Long-poll a run until it is final (or ``until(run)`` holds); returns the run."""
+    import time
+    deadline = time.monotonic() + seconds
+    while True:
+        resp = client.get(f"/bmad/runs/{run_id}?wait={min(5, seconds)}" if until is None else f"/bmad/runs/{run_id}")
+        assert resp.status == 200, (resp.status, resp.json)
+        run = resp.json["run"]
+        if (until(run) if until else run["state"] in ("succeeded", "failed", "cancelled")):
+            return run
+        if time.monotonic() > deadline:
+            raise AssertionError(f"run {run_id} did not get there in {seconds} s: {run['state']}")
+        if until is not None:
+            time.sleep(0.01)
+
+
+def steps_by_id(run):
+    """A run's steps by id."""
+    return {step["id"]: step for step in run["steps"]}
