@@ -11,7 +11,6 @@ STATUS_BLOCK = '```json\n{"status": "complete", "assumptions": ["a1"], "open_que
 
 # A diamond: a -> (b, c) -> d. b and c consume only a, so they run side by side.
 DIAMOND = [("a", []), ("b", ["art-a"]), ("c", ["art-a"]), ("d", ["art-b", "art-c"])]
-# A chain that touches every parallel shape a 7-step workflow can have (used by the benchmark too).
 
 
 def tool_json(tool_id):

@@ -1,0 +1,119 @@
+"""Runs survive restarts: graceful ones in-process, and kill -9 of the real entrypoint."""
+
+import http.client
+import json
+import signal
+import sqlite3
+from collections import Counter
+
+import pytest
+
+from tests.fakes.upstream import FakeUpstream
+from tests.proc import ServerProcess
+from tests.workflow_support import (ROUTER_WIRED, provider_config, reply_for, start_run, start_with_upstreams,
+                                    step_of, steps_by_id, wait_run, write_catalog)
+
+
+@pytest.fixture
+def upstream():
+    with FakeUpstream("openai", api_key="sk-test", reply=reply_for) as up:
+        yield up
+
+
+def chat_calls(upstream, since=0):
+    return Counter(step_of(r) for r in upstream.requests[since:] if r.route == "chat")
+
+
+def test_runs_and_artifacts_survive_a_graceful_restart(start_app, client_for):
+    service = start_app()
+    client = client_for(service)
+    run = wait_run(client, start_run(client, "greenfield-service"))
+    prd = client.get(f"/bmad/runs/{run['run_id']}/artifacts/prd").body
+    client.close()
+    service.stop(drain_seconds=2)
+
+    again = start_app()
+    client = client_for(again)
+    after = client.get(f"/bmad/runs/{run['run_id']}").json["run"]
+    assert after == run
+    assert client.get(f"/bmad/runs/{run['run_id']}/artifacts/prd").body == prd
+    assert [r["run_id"] for r in client.get("/bmad/runs").json["runs"]] == [run["run_id"]]
+
+
+def test_graceful_stop_finishes_running_steps_and_the_restart_resumes(start_app, client_for, upstream, tmp_path):
+    catalog = write_catalog(tmp_path / "catalog")
+    upstream.delay_seconds = 0.4
+    service = start_with_upstreams(start_app, [upstream], {"catalog_dir": catalog})
+    client = client_for(service)
+    run_id = start_run(client)
+    upstream.wait_for_requests(3, timeout=5)  # a answered; b and c are with the model
+    client.close()
+    service.stop(drain_seconds=5)
+    # b and c were allowed to finish; d was never started
+    assert chat_calls(upstream) == {"a": 1, "b": 1, "c": 1}
+
+    again = start_with_upstreams(start_app, [upstream], {"catalog_dir": catalog})
+    client = client_for(again)
+    run = wait_run(client, run_id)
+    assert run["state"] == "succeeded", run
+    assert chat_calls(upstream) == {"a": 1, "b": 1, "c": 1, "d": 1}
+    assert [s["state"] for s in run["steps"]] == ["succeeded"] * 4
+
+
+def _post(port, path, body):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    data = json.loads(resp.read())
+    conn.close()
+    return resp.status, data
+
+
+def _get(port, path):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=70)
+    conn.request("GET", path)
+    resp = conn.getresponse()
+    data = json.loads(resp.read())
+    conn.close()
+    return resp.status, data
+
+
+@pytest.mark.skipif(not ROUTER_WIRED, reason="needs the provider router's 'providers' config to reach the fake")
+def test_kill_9_mid_run_then_restart_completes_without_repeating_succeeded_steps(upstream, tmp_path):
+    catalog = write_catalog(tmp_path / "catalog")
+    data_dir = tmp_path / "data"
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(dict(provider_config(upstream), log_level="info")))
+    args = ("--config", str(config), "--port", "0", "--data-dir", str(data_dir), "--catalog-dir", catalog)
+    upstream.delay_seconds = 1.0
+    first = ServerProcess(*args)
+    try:
+        port = first.wait_port()
+        status, body = _post(port, "/bmad/workflows/diamond/runs", {"inputs": {"idea": "durable"}})
+        assert status == 202, body
+        run_id = body["run_id"]
+        upstream.wait_for_requests(3, timeout=10)  # a answered and committed; b and c are in flight
+        first.proc.kill()
+        first.wait()
+    finally:
+        first.stop()
+    before_restart = len(upstream.requests)
+    db = sqlite3.connect(data_dir / "runs.db")
+    done_before = {row[0] for row in db.execute(
+        "SELECT step_id FROM steps WHERE run_id = ? AND state = 'succeeded'", (run_id,))}
+    db.close()
+    assert "a" in done_before and "d" not in done_before
+
+    upstream.delay_seconds = 0.05
+    second = ServerProcess(*args)
+    try:
+        port = second.wait_port()
+        status, body = _get(port, f"/bmad/runs/{run_id}?wait=30")
+        assert status == 200 and body["run"]["state"] == "succeeded", body
+        assert [s["state"] for s in body["run"]["steps"]] == ["succeeded"] * 4
+    finally:
+        second.signal(signal.SIGTERM)
+        second.wait()
+    after = chat_calls(upstream, before_restart)
+    # every step not yet succeeded at the kill was called exactly once more; none that had succeeded was repeated
+    assert after == {step: 1 for step in "abcd" if step not in done_before}, (after, done_before)
