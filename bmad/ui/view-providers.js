@@ -24,7 +24,7 @@ export function createProviders(ctx) {
         {label: "Provider", cell: (p) => h("span", null, h("strong", null, p.name), h("span", {class: "sub"}, `${p.type} · ${p.host || "built in"}`))},
         {label: "Health", cell: (p) => badge(p.healthy === false ? "down" : p.healthy === true ? "healthy" : "unknown")},
         {label: "Circuit", cell: (p) => badge(p.circuit_state || "unknown", "circuit")},
-        {label: "Success", num: true, cell: (p) => fmtRatio(p.success_rate)},
+        {label: "Success", num: true, cell: (p) => (p.requests ? fmtRatio(p.success_rate) : "no requests yet")},
         {label: "Requests", num: true, cell: (p) => `${fmtCount(p.requests)}${p.failures ? ` (${fmtCount(p.failures)} failed)` : ""}`},
         {label: "Avg latency", num: true, cell: (p) => fmtMs(p.avg_latency_ms)},
         {label: "p95 latency", num: true, cell: (p) => fmtMs(p.p95_latency_ms)},

@@ -8,7 +8,7 @@ import {fmtCount, fmtMs, fmtTime, fmtUsd} from "./format.js";
 
 const FINAL = new Set(["succeeded", "failed", "cancelled"]);
 const RUN_STATES = ["queued", "running", "waiting_approval", "succeeded", "failed", "cancelled"];
-const LIVE_POLL_MS = 1000;
+const LIVE_POLL_MS = 2000;  // with the 5 s refresh this stays well inside the default 100 requests/min
 const MAX_ARTIFACT_CHARS = 200000;
 
 export function createWorkflows(ctx) {
@@ -21,9 +21,9 @@ export function createWorkflows(ctx) {
     RUN_STATES.map((s) => h("option", {value: s}, s.replace(/_/g, " "))));
   const filterUser = h("input", {id: "runs-filter-user", type: "text", autocomplete: "off"});
   const filters = h("form", {class: "toolbar", id: "runs-filters"},
-    h("label", {for: "runs-filter-workflow"}, "Workflow"), filterWorkflow,
-    h("label", {for: "runs-filter-state"}, "State"), filterState,
-    h("label", {for: "runs-filter-user"}, "User"), filterUser,
+    h("span", {class: "pair"}, h("label", {for: "runs-filter-workflow"}, "Workflow"), filterWorkflow),
+    h("span", {class: "pair"}, h("label", {for: "runs-filter-state"}, "State"), filterState),
+    h("span", {class: "pair"}, h("label", {for: "runs-filter-user"}, "User"), filterUser),
     h("button", {type: "submit"}, "Apply filters"));
   const root = h("div", null, h("h1", null, "Workflows"),
     h("p", {class: "muted"}, "Start a BMAD workflow and watch each agent step run; artifacts appear as they are produced."),
@@ -37,6 +37,7 @@ export function createWorkflows(ctx) {
   let runTimer = null;
   let polling = false;
   let lastRendered = "";
+  let lastState = "";
   let cursorStack = [null];    // cursors of the run-list pages seen so far
   const artifactText = new Map();
   filters.addEventListener("submit", (e) => { e.preventDefault(); cursorStack = [null]; loadRuns(); });
@@ -84,7 +85,7 @@ export function createWorkflows(ctx) {
       if (approvals.checked) body.approvals = true;
       try {
         const data = await ctx.api.post(`/bmad/workflows/${encodeURIComponent(w.id)}/runs`, body);
-        fill(result, notice("info", "Run started", `Run ${data.run_id} is ${data.state}.`));
+        fill(result, notice("info", "Run accepted", `Run ${data.run_id} was accepted; its progress is shown below.`));
         showRun(data.run_id);
         loadRuns();
       } catch (e) {
@@ -108,6 +109,7 @@ export function createWorkflows(ctx) {
   function showRun(runId) {
     currentRun = runId;
     lastRendered = "";
+    lastState = "";
     clearTimeout(runTimer);
     fill(runBox, section("Run", notice("info", `Loading run ${runId}…`)));
     pollRun();
@@ -141,6 +143,10 @@ export function createWorkflows(ctx) {
       if (signature !== lastRendered) {
         lastRendered = signature;
         renderRun(run);
+      }
+      if (run.state !== lastState) {
+        if (lastState) loadRuns();  // keep the run list's state column in step with the run
+        lastState = run.state;
       }
     }
     if ((!run || !FINAL.has(run.state)) && !ctx.isPaused()) runTimer = setTimeout(pollRun, run ? LIVE_POLL_MS : 5000);
@@ -239,9 +245,9 @@ export function createWorkflows(ctx) {
         "aria-label": `Show run ${r.run_id}`}, String(r.run_id).slice(0, 12))},
       {label: "Workflow", cell: (r) => h("span", null, r.workflow || "", r.title ? h("span", {class: "sub"}, r.title) : null)},
       {label: "User", cell: (r) => r.user || "–"},
-      {label: "State", cell: (r) => badge(r.state)},
+      {label: "State", cell: (r) => h("span", null, badge(r.state), r.error ? h("span", {class: "sub error-text"}, String(r.error)) : null)},
       {label: "Created", cell: (r) => fmtTime(r.created_at)},
-      {label: "Cost", num: true, cell: (r) => fmtUsd((r.totals || {}).cost_usd)},
+      {label: "Finished", cell: (r) => fmtTime(r.finished_at)},
     ], runs, {caption: "Runs, newest first", empty: "No runs match these filters. Start one from the catalog above.",
       rowAttrs: (r) => ({"data-run": r.run_id})}), pager);
   }

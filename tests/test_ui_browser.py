@@ -1,0 +1,408 @@
+"""The web interface in a real browser: Debian's Chromium driven by Python playwright.
+
+One browser for the whole module, fresh contexts per page (so sessionStorage
+is per test). Servers and fake upstreams are real, on 127.0.0.1 port 0; the
+browser is barred from resolving any other host. Screenshots of every view
+at 1280 and 375 px go to ``test-artifacts/ui/`` (not committed).
+
+Tests that need the workflow engine or the provider router skip, with the
+reason, when the route table does not have their routes.
+"""
+
+import json
+import re
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.tooling import REPO_ROOT, require_module, require_tool
+
+sync_api = require_module("playwright.sync_api")
+CHROMIUM = require_tool("chromium")
+
+from bmad.app import build_app  # noqa: E402
+from bmad.config import load, load_defaults  # noqa: E402
+from bmad.service import Service  # noqa: E402
+from tests.conftest import CapturedLogger  # noqa: E402
+from tests.fakes.upstream import FakeUpstream  # noqa: E402
+
+ARTIFACTS = REPO_ROOT / "test-artifacts" / "ui"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--disable-sync", "--no-first-run", "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+]
+VIEWS = ("Overview", "Providers", "Analytics", "Workflows", "Tools")
+# What each view shows once its data has arrived (content or an explained state).
+LOADED = {
+    "overview": "#overview-metrics .tile",
+    "providers": "#providers-body table, #providers-body .notice",
+    "analytics": "#analytics-body .tiles, #analytics-body .notice",
+    "workflows": "#workflow-catalog .catalog, #workflow-catalog .notice",
+    "tools": "#tool-catalog .catalog, #tool-catalog .notice",
+}
+XSS = "<img src=x onerror=alert(1)> and <script>alert(2)</script>"
+RIGHT_KEY = "ui-test-right-key"
+WAIT_MS = 15000
+
+
+def _serve(data):
+    tree = {"server": {"host": "127.0.0.1", "port": 0}, "data_dir": tempfile.mkdtemp(prefix="bmad-ui-"),
+            "log_level": "error",
+            # The page polls from one client address; these tests load it many times a minute.
+            "rate_limits": {"enabled": False}}
+    tree.update(data)
+    return Service(build_app(load(environ={}, data=tree), logger=CapturedLogger("error"), environ={})).start()
+
+
+def _has_route(service, method, template):
+    return any(r.method == method and r.template == template for r in service.app.router.routes)
+
+
+def _get_json(service, path, key=None):
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    with urllib.request.urlopen(urllib.request.Request(service.url + path, headers=headers), timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def _get_text(service, path):
+    with urllib.request.urlopen(service.url + path, timeout=10) as resp:
+        return resp.read().decode("utf-8")
+
+
+def _post_json(service, path, body):
+    req = urllib.request.Request(service.url + path, data=json.dumps(body).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def _screenshot(page, name):
+    """A full-page screenshot from the top (a sticky header would otherwise sit mid-image)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
+
+
+def _provider_config(up, name):
+    """Config routing every model to the fake upstream ``up`` as provider ``name`` ({} before the router exists)."""
+    if "providers" not in load_defaults():
+        return {}
+    return {"providers": [{"name": name, "type": "openai", "base_url": up.base_url, "api_key": "sk-test"}],
+            "circuit_breaker": {"failure_threshold": 2, "recovery_seconds": 600},
+            "health_checks": {"interval_seconds": 0}}
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def upstream():
+    up = FakeUpstream("openai", api_key="sk-test").start()
+    up.reply = f"# Output\n\nA heading, then markup that must stay text: {XSS}\n"
+    yield up
+    up.stop()
+
+
+@pytest.fixture(scope="module")
+def server(upstream):
+    service = _serve(_provider_config(upstream, "fake-openai"))
+    yield service
+    service.stop(drain_seconds=2)
+
+
+class Watched:
+    """A page plus everything it reported: console errors, page errors, dialogs, requests."""
+
+    def __init__(self, context):
+        self.context = context
+        self.page = context.new_page()
+        self.console_errors = []
+        self.page_errors = []
+        self.dialogs = []
+        self.requests = []
+        self.page.on("console", lambda m: self.console_errors.append(m.text) if m.type == "error" else None)
+        self.page.on("pageerror", lambda e: self.page_errors.append(str(e)))
+        self.page.on("dialog", self._dialog)
+        self.page.on("request", lambda r: self.requests.append(r))
+
+    def _dialog(self, dialog):
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    def open_view(self, name):
+        self.page.click(f"#tabs a[data-view={name}]")
+        self.page.wait_for_selector(f"#view-{name}:not([hidden]) :is({LOADED[name]})", timeout=WAIT_MS)
+
+    def assert_clean(self):
+        assert self.page_errors == []
+        assert self.console_errors == []
+        assert self.dialogs == []
+
+
+@pytest.fixture
+def open_page(browser):
+    contexts = []
+
+    def _open(width=1280, height=900):
+        context = browser.new_context(viewport={"width": width, "height": height})
+        contexts.append(context)
+        return Watched(context)
+
+    yield _open
+    for context in contexts:
+        context.close()
+
+
+def test_every_view_loads_cleanly_at_desktop_and_phone_width(server, open_page):
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for width in (1280, 375):
+        w = open_page(width=width, height=900 if width > 400 else 812)
+        w.page.goto(server.url + "/")
+        assert w.page.url == server.url + "/bmad/ui"
+        assert w.page.locator("#tabs a").all_inner_texts() == list(VIEWS)
+        for label in VIEWS:
+            name = label.lower()
+            w.open_view(name)
+            assert w.page.locator("#tabs a[aria-current=page]").inner_text() == label
+            overflow = w.page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+            assert overflow <= 0, f"{label} at {width} px is wider than the screen by {overflow} px"
+            _screenshot(w.page, f"{name}-{width}.png")
+        w.assert_clean()
+
+
+def test_every_control_is_labelled_and_reachable_by_keyboard(server, open_page):
+    w = open_page()
+    w.page.goto(server.url + "/bmad/ui#workflows")
+    w.page.wait_for_selector("#workflow-catalog .catalog")
+    w.page.click("#workflow-catalog button[data-id=greenfield-service]")
+    w.open_view("tools")
+    w.page.click("#tool-catalog button[data-id=analyst]")
+    unlabelled = w.page.evaluate("""() => [...document.querySelectorAll('input, select, textarea')]
+        .filter(el => el.type !== 'hidden' && !el.labels?.length && !el.getAttribute('aria-label'))
+        .map(el => el.id || el.name || el.outerHTML.slice(0, 80))""")
+    assert unlabelled == []
+    # Tab from the top of a fresh page reaches the navigation and the refresh controls.
+    w.page.reload()
+    w.page.wait_for_selector("#tool-catalog .catalog")
+    reached = set()
+    for _ in range(12):
+        w.page.keyboard.press("Tab")
+        reached.add(w.page.evaluate("document.activeElement.textContent.trim() || document.activeElement.id"))
+    assert {"Overview", "Providers", "Analytics", "Workflows", "Tools", "Pause"} <= reached
+    w.page.keyboard.press("Shift+Tab")
+    w.assert_clean()
+
+
+def test_overview_numbers_match_the_apis(server, open_page):
+    w = open_page()
+    w.page.goto(server.url + "/bmad/ui#overview")
+    w.page.wait_for_selector("#overview-metrics .tile")
+    w.page.click("#pause")
+    assert w.page.get_attribute("#pause", "aria-pressed") == "true"
+    with w.page.expect_response(lambda r: r.url.endswith("/bmad/performance")) as perf_info, \
+            w.page.expect_response(lambda r: r.url.endswith("/bmad/analytics/real-time")) as rt_info, \
+            w.page.expect_response(lambda r: r.url.endswith("/bmad/health")) as health_info:
+        w.page.click("#refresh-now")
+    stats = perf_info.value.json()["stats"]
+    realtime = rt_info.value.json()["real_time_metrics"]
+    health = health_info.value.json()
+    expected = {
+        "requests_per_minute": stats["requests_per_minute"],
+        "p50_ms": stats["p50_ms"],
+        "p95_ms": stats["p95_ms"],
+        "cache_hit_rate": stats["cache"]["hit_rate"],
+        "error_rate": realtime["error_rate_5m"],
+        "active_users": realtime["active_users_5m"],
+        "workflows_running": realtime["workflows_running"],
+        "version": health["version"],
+        "status": health["status"],
+    }
+    w.page.wait_for_function(
+        "v => document.querySelector('[data-metric=requests_per_minute] .tile-value').dataset.value === String(v)",
+        arg=expected["requests_per_minute"], timeout=WAIT_MS)
+    shown = {m: w.page.get_attribute(f"[data-metric={m}] .tile-value", "data-value") for m in expected}
+    for metric, value in expected.items():
+        if isinstance(value, (int, float)):
+            assert float(shown[metric]) == pytest.approx(value), metric
+        else:
+            assert shown[metric] == value, metric
+    text = {m: w.page.inner_text(f"[data-metric={m}] .tile-value") for m in expected}
+    assert re.fullmatch(r"[\d.]+ (ms|s)", text["p50_ms"]) and re.fullmatch(r"[\d.]+ (ms|s)", text["p95_ms"])
+    assert re.fullmatch(r"[<\d.]+%", text["error_rate"]) and re.fullmatch(r"[<\d.]+%", text["cache_hit_rate"])
+    assert text["version"] == health["version"]
+    # Figures the page's own polling does not move agree with an independent read.
+    independent = _get_json(server, "/bmad/analytics/real-time")["real_time_metrics"]
+    assert float(shown["workflows_running"]) == independent["workflows_running"]
+    assert float(shown["active_users"]) == independent["active_users_5m"]
+    # The charts are SVG drawn by the page: one line per series once a sample exists.
+    assert w.page.locator("#overview-charts svg.chart-svg path.line").count() >= 3
+    w.assert_clean()
+
+
+def test_refresh_runs_every_5_seconds_and_pause_stops_it(server, open_page):
+    w = open_page()
+    w.page.clock.install()
+    w.page.goto(server.url + "/bmad/ui#providers")
+    w.page.wait_for_selector("#providers-body table, #providers-body .notice")
+
+    def polls():
+        return sum(1 for r in w.requests if r.url.endswith("/bmad/providers"))
+
+    before = polls()
+    w.page.clock.run_for(5200)
+    w.page.wait_for_function("() => document.getElementById('refresh-state').textContent.includes('last updated')")
+    w.page.wait_for_timeout(300)
+    assert polls() == before + 1
+    w.page.click("#pause")
+    assert w.page.inner_text("#pause") == "Resume"
+    paused_at = polls()
+    w.page.clock.run_for(16000)
+    w.page.wait_for_timeout(300)
+    assert polls() == paused_at
+    w.page.click("#pause")
+    w.page.clock.run_for(5200)
+    w.page.wait_for_timeout(300)
+    assert polls() == paused_at + 1
+    w.assert_clean()
+
+
+def test_tool_input_with_markup_renders_as_text(server, open_page):
+    w = open_page()
+    w.page.goto(server.url + "/bmad/ui#tools")
+    w.page.wait_for_selector("#tool-catalog .catalog")
+    w.page.click("#tool-catalog button[data-id=analyst]")
+    w.page.fill("#tool-form textarea[data-input=idea]", XSS)
+    w.page.click("#tool-preview")
+    w.page.wait_for_selector("#tool-result .message")
+    assert XSS in w.page.inner_text("#tool-result")
+    if _has_route(server, "POST", "/bmad/tools/{tool_id}/run"):
+        w.page.click("#tool-form button[type=submit]")
+        w.page.wait_for_selector("#tool-output", timeout=WAIT_MS)
+        assert XSS in w.page.inner_text("#tool-output")  # the fake upstream echoes it back
+        assert w.page.inner_text("[data-metric=provider] .tile-value") == "fake-openai"
+        assert w.page.get_attribute("[data-metric=tokens] .tile-value", "data-value") == "18"
+    assert w.page.locator("#view-tools img, #view-tools script").count() == 0
+    w.page.wait_for_timeout(200)
+    w.assert_clean()
+
+
+def test_wrong_key_is_rejected_and_the_right_key_loads(open_page):
+    service = _serve({"auth": {"api_keys": [{"key": RIGHT_KEY, "user": "alice", "role": "admin"}]}})
+    try:
+        w = open_page()
+        w.page.goto(service.url + "/bmad/ui")
+        key_input = w.page.get_by_label("API key", exact=True)
+        key_input.wait_for(state="visible", timeout=WAIT_MS)
+        assert key_input.get_attribute("type") == "password"
+        key_input.fill("not-the-key")
+        w.page.click("#auth-form button[type=submit]")
+        error = w.page.locator("#auth-error")
+        error.wait_for(state="visible", timeout=WAIT_MS)
+        assert "rejected" in error.inner_text()
+        assert w.page.evaluate("sessionStorage.getItem('bmad.apiKey')") is None
+        key_input.fill(RIGHT_KEY)
+        w.page.click("#auth-form button[type=submit]")
+        w.page.locator("#auth").wait_for(state="hidden", timeout=WAIT_MS)
+        assert w.page.evaluate("sessionStorage.getItem('bmad.apiKey')") == RIGHT_KEY
+        w.page.wait_for_function(
+            "() => document.querySelector('[data-metric=requests_per_minute] .tile-value')?.dataset.value !== ''",
+            timeout=WAIT_MS)
+        assert w.page.locator("#overview-metrics ~ .notice-error, .messages .notice").count() == 0
+        w.open_view("tools")
+        assert w.page.locator("#tool-catalog button[data-id=analyst]").count() == 1
+        sent = {r.headers.get("authorization") for r in w.requests if "/bmad/tools" in r.url}
+        assert f"Bearer {RIGHT_KEY}" in sent
+        assert w.page_errors == [] and w.dialogs == []
+        # The only console errors are the browser's notes about the 401s.
+        assert all("401" in text for text in w.console_errors), w.console_errors
+    finally:
+        service.stop(drain_seconds=2)
+
+
+def test_greenfield_service_from_the_form_runs_to_readable_artifacts(server, upstream, open_page):
+    if not _has_route(server, "POST", "/bmad/workflows/{workflow_id}/runs"):
+        pytest.skip("the workflow engine is not installed: no POST /bmad/workflows/{workflow_id}/runs route")
+    w = open_page()
+    w.page.goto(server.url + "/bmad/ui#workflows")
+    w.page.wait_for_selector("#workflow-catalog .catalog")
+    w.page.click("#workflow-catalog button[data-id=greenfield-service]")
+    w.page.fill("#workflow-form textarea[data-input=idea]", f"A pet-sitting marketplace API {XSS}")
+    w.page.fill("#workflow-form input[name=title]", "ui test run")
+    w.page.click("#workflow-form button[type=submit]")
+    w.page.wait_for_selector("#run-view section[data-run]", timeout=WAIT_MS)
+    seen_states = set()
+    for _ in range(60):  # watch the steps change until the run ends (bounded: ~30 s)
+        seen_states |= set(w.page.eval_on_selector_all("#run-view tr[data-step]", "rows => rows.map(r => r.dataset.state)"))
+        if w.page.get_attribute("#run-view section[data-run]", "data-state") in ("succeeded", "failed", "cancelled"):
+            break
+        w.page.wait_for_timeout(500)
+    run_id = w.page.get_attribute("#run-view section[data-run]", "data-run")
+    assert w.page.get_attribute("#run-view section[data-run]", "data-state") == "succeeded"
+    steps = w.page.eval_on_selector_all("#run-view tr[data-step]", "rows => rows.map(r => [r.dataset.step, r.dataset.state])")
+    assert [s for s, _ in steps] == ["brief", "prd", "architecture", "validation", "stories"]
+    assert {state for _, state in steps} == {"succeeded"}
+    assert w.page.locator("#run-view .badge.step-state", has_text="succeeded").count() == 5
+    run = _get_json(server, f"/bmad/runs/{run_id}")["run"]
+    w.page.wait_for_function("n => document.querySelectorAll('#run-view details[data-artifact] pre').length === n",
+                             arg=len(run["artifacts"]), timeout=WAIT_MS)
+    for artifact in run["artifacts"]:
+        text = _get_text(server, f"/bmad/runs/{run_id}/artifacts/{artifact['name']}")
+        shown = w.page.locator(f"#run-view details[data-artifact='{artifact['name']}'] pre").text_content()
+        assert shown == text and XSS in shown
+    assert w.page.locator("#run-view img, #run-view script").count() == 0
+    _screenshot(w.page, "workflows-run-1280.png")
+    # The run list shows it, and the state filter narrows to it.
+    w.page.wait_for_selector(f"#run-list tr[data-run='{run_id}']", timeout=WAIT_MS)
+    w.page.select_option("#runs-filter-state", "failed")
+    w.page.click("#runs-filters button[type=submit]")
+    w.page.wait_for_selector(f"#run-list tr[data-run='{run_id}']", state="detached", timeout=WAIT_MS)
+    assert w.page.locator("#run-approve").is_disabled() and w.page.locator("#run-cancel").is_disabled()
+    w.assert_clean()
+
+
+def test_failing_provider_shows_circuit_open_after_the_next_refresh(open_page):
+    probe = _serve({})
+    has_router = _has_route(probe, "GET", "/bmad/providers") and _has_route(probe, "POST", "/v1/chat/completions")
+    probe.stop(drain_seconds=1)
+    if not has_router:
+        pytest.skip("the provider router is not installed: no /bmad/providers or /v1/chat/completions route")
+    with FakeUpstream("openai", api_key="sk-test") as up:
+        service = _serve(_provider_config(up, "flaky-openai"))
+        try:
+            w = open_page()
+            w.page.clock.install()
+            w.page.goto(service.url + "/bmad/ui#providers")
+            row = w.page.locator("#providers-body tr[data-provider=flaky-openai]")
+            row.wait_for(timeout=WAIT_MS)
+            assert row.get_attribute("data-circuit") == "closed"
+            up.fault("status", status=500)
+            for _ in range(5):
+                _post_json(service, "/v1/chat/completions",
+                           {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
+                states = {p["name"]: p["circuit_state"] for p in _get_json(service, "/bmad/providers")["providers"]}
+                if states["flaky-openai"] == "open":
+                    break
+            assert states["flaky-openai"] == "open"
+            assert row.get_attribute("data-circuit") == "closed"  # not until the page refreshes
+            w.page.clock.run_for(5200)
+            w.page.wait_for_function(
+                "() => document.querySelector('#providers-body tr[data-provider=flaky-openai]')?.dataset.circuit === 'open'",
+                timeout=WAIT_MS)
+            assert row.locator(".badge.circuit").inner_text() == "open"
+            assert w.page.locator("#providers-body .notice-warn").count() == 1
+            _screenshot(w.page, "providers-circuit-open-1280.png")
+            w.assert_clean()
+        finally:
+            service.stop(drain_seconds=2)
+            up.clear_faults()
