@@ -60,6 +60,34 @@ def test_graceful_stop_finishes_running_steps_and_the_restart_resumes(start_app,
     assert [s["state"] for s in run["steps"]] == ["succeeded"] * 4
 
 
+def test_a_run_that_cannot_be_resumed_is_failed_as_interrupted(start_app, client_for, tmp_path):
+    import threading
+    catalog = write_catalog(tmp_path / "catalog")
+    service = start_app({"catalog_dir": catalog, "workflows": {"workers": 1}, "server": {"drain_seconds": 0.2}})
+    release = threading.Event()
+    offline = service.app.workflows.executor
+
+    class Hung:
+        def execute(self, *args, **kw):
+            release.wait(10)
+            return offline.execute(*args, **kw)
+    service.app.workflows.executor = Hung()
+    client = client_for(service)
+    running, queued = start_run(client), start_run(client)
+    client.close()
+    service.stop(drain_seconds=0.2)  # step a of the first run is still "with the model"
+    try:
+        # the catalog that defined the workflow's tools is gone at the next start
+        again = start_app({"server": {"drain_seconds": 0.2}})
+        client = client_for(again)
+        for run_id in (running, queued):
+            run = wait_run(client, run_id)
+            assert run["state"] == "failed" and run["error"] == "interrupted", run
+            assert {s["state"] for s in run["steps"]} == {"skipped"}
+    finally:
+        release.set()
+
+
 def _post(port, path, body):
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})

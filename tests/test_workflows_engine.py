@@ -152,6 +152,12 @@ def test_approval_gate_stops_the_run_until_approved(start_app, client_for, upstr
     assert client.post(f"/bmad/runs/{run_id}/approve").status == 409
     # without "approvals": true the gate is not a stop
     assert wait_run(client, start_run(client))["state"] == "succeeded"
+    # a run waiting at a gate can be cancelled at once
+    waiting = start_run(client, approvals=True)
+    wait_run(client, waiting, until=lambda r: r["state"] == "waiting_approval")
+    resp = client.post(f"/bmad/runs/{waiting}/cancel")
+    assert resp.status == 200 and resp.json["state"] == "cancelled"
+    assert steps_by_id(client.get(f"/bmad/runs/{waiting}").json["run"])["d"]["state"] == "skipped"
 
 
 def test_queue_full_answers_503_with_retry_after(start_app, client_for, upstream, catalog):

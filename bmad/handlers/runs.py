@@ -103,7 +103,7 @@ def get_run(req):
         version = engine.version
         run = engine.describe(run_id)
         left = deadline - time.monotonic()
-        if run["state"] in FINAL_STATES or left <= 0:
+        if run["state"] in FINAL_STATES or left <= 0 or engine.stopping:
             return {"status": "success", "run": run}
         engine.wait_for_change(version, left)
 

@@ -182,6 +182,11 @@ class Engine:
         """A number that changes whenever any run changes state (for long-polls)."""
         return self._version
 
+    @property
+    def stopping(self):
+        """True once ``stop`` was called: long-polls answer at once instead of waiting."""
+        return self._stopping
+
     def wait_for_change(self, version, timeout):
         """Block until ``version`` is out of date, the engine stops, or ``timeout`` seconds pass."""
         with self._lock:
