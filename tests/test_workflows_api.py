@@ -195,3 +195,17 @@ def test_status_block_parsing():
     assert status_block(None) is None
     two = '```json\n{"status": "partial"}\n```\n\nmore\n\n```json\n{"status": "complete"}\n```'
     assert status_block(two)["status"] == "complete"
+
+
+@pytest.mark.parametrize("data, needle", [
+    ({"workflows": {"workers": 0}}, "workflows.workers"),
+    ({"workflows": {"max_parallel_steps": 0}}, "workflows.max_parallel_steps"),
+    ({"tools": {"no-such-tool": {"model": "x"}}}, "tools.no-such-tool"),
+    ({"tools": {"architect": {"model": ""}}}, "tools.architect.model"),
+    ({"tools": {"architect": {"temperature": 1}}}, "tools.architect.temperature"),
+])
+def test_bad_workflow_config_is_refused_naming_the_key(make_config, data, needle):
+    from bmad.app import build_app
+    from bmad.errors import ConfigError
+    with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):
+        build_app(make_config(data), environ={})

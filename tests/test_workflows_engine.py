@@ -19,7 +19,8 @@ def catalog(tmp_path):
 
 
 def test_parallel_steps_overlap_and_dependent_ones_do_not(start_app, client_for, upstream, catalog):
-    upstream.delay_seconds = 0.2
+    delay = 0.3
+    upstream.delay_seconds = delay
     service = start_with_upstreams(start_app, [upstream], {"catalog_dir": catalog})
     client = client_for(service)
     run = wait_run(client, start_run(client))
@@ -30,12 +31,12 @@ def test_parallel_steps_overlap_and_dependent_ones_do_not(start_app, client_for,
     # ... and nothing starts before what it consumes has finished
     assert s["a"]["finished_at"] <= min(s["b"]["started_at"], s["c"]["started_at"])
     assert s["d"]["started_at"] >= max(s["b"]["finished_at"], s["c"]["finished_at"])
-    # the upstream saw the same: b and c arrived together, d only after both answered
+    # the upstream saw the same: c arrived before b was answered (and the reverse), d only after both were
     seen = {step_of(r): r.t_received for r in upstream.requests if r.route == "chat"}
-    assert abs(seen["b"] - seen["c"]) < 0.1
-    assert seen["d"] - max(seen["b"], seen["c"]) >= 0.2
-    # 3 waves of 0.2 s: the diamond takes about 0.6 s, not the 0.8 s a fixed list would
-    assert run["totals"]["duration_ms"] < 780
+    assert abs(seen["b"] - seen["c"]) < delay
+    assert seen["d"] - max(seen["b"], seen["c"]) >= delay
+    # 3 waves, not the 4 a fixed list would take
+    assert run["totals"]["duration_ms"] < 4 * delay * 1000
 
 
 def test_each_prompt_carries_exactly_its_consumed_artifacts(start_app, client_for, upstream, catalog):

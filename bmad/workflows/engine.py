@@ -24,9 +24,8 @@ import traceback
 from collections import deque
 
 from ..errors import HTTPError, ServiceUnavailable
-from .executor import StepError
-from .parse import status_block
-from .plan import ready_steps, step_messages, step_model
+from .plan import ready_steps
+from .steps import StepRunner
 from .store import FINAL_STATES
 
 
@@ -45,12 +44,9 @@ class Engine:
         section = config["workflows"]
         self.store = store
         self.catalog = catalog
-        self.executor = executor
-        self.config = config
         self.workers = section["workers"]
         self.queue_limit = section["queue_limit"]
         self.max_parallel = section["max_parallel_steps"]
-        self.retries = section["step_retries"]
         self.on_event = on_event
         self.metrics = metrics
         self.logger = logger
@@ -67,6 +63,18 @@ class Engine:
         self._version = 0
         self._stopping = False
         self._threads = []
+        self.steps = StepRunner(store, executor, config, retries=section["step_retries"], on_event=on_event,
+                                metrics=metrics, logger=logger, on_change=self._changed, clock=clock,
+                                monotonic=monotonic)
+
+    @property
+    def executor(self):
+        """What makes each step's LLM call (see ``executor.py``); tests may swap it."""
+        return self.steps.executor
+
+    @executor.setter
+    def executor(self, executor):
+        self.steps.executor = executor
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -222,6 +230,10 @@ class Engine:
         self._version += 1
         self.changed.notify_all()
 
+    def _changed(self):
+        with self._lock:
+            self._bump()
+
     def _worker(self):
         while True:
             with self._lock:
@@ -292,8 +304,7 @@ class Engine:
             return  # the worker cancels it once this drive is over
         first_start = run["started_at"] is None
         self.store.mark(run_id, "running", started_at=self.clock())
-        with self._lock:
-            self._bump()
+        self._changed()
         if first_start:
             self.on_event("workflow_started", workflow=run["workflow"], run_id=run_id, user_id=run["user"],
                           status="running", model=run["model"])
@@ -314,7 +325,7 @@ class Engine:
                 for step in startable[:max(0, self.max_parallel - len(in_flight))]:
                     in_flight[step["id"]] = step
                     states[step["id"]] = "running"
-                    self._launch(run, step, tools[step["id"]], artifacts, results)
+                    self.steps.launch(run, step, tools[step["id"]], artifacts, results)
             if not in_flight:
                 break
             step_id, outcome = results.get()
@@ -332,7 +343,11 @@ class Engine:
         with self._lock:
             stopping = self._stopping
             cancelled = run_id in self._cancel
-        if cancelled:
+        if all(state == "succeeded" for state in states.values()):
+            # A cancel that arrived after the last step started changes nothing: the work is done.
+            self.store.mark(run_id, "succeeded", finished_at=self.clock())
+            self._finished(self.store.get(run_id), "succeeded", None)
+        elif cancelled:
             self.store.skip_pending(run_id)
             self.store.mark(run_id, "cancelled", finished_at=self.clock(), error="cancelled", error_type="cancelled")
             self._finished(self.store.get(run_id), "cancelled", "cancelled")
@@ -341,9 +356,6 @@ class Engine:
             self.store.mark(run_id, "failed", finished_at=self.clock(), error=failure["error"],
                             error_type=failure["error_type"])
             self._finished(self.store.get(run_id), "failed", failure["error_type"])
-        elif all(state == "succeeded" for state in states.values()):
-            self.store.mark(run_id, "succeeded", finished_at=self.clock())
-            self._finished(self.store.get(run_id), "succeeded", None)
         elif stopping:
             pass  # left as it is; the next start resumes it
         elif waiting:
@@ -367,60 +379,3 @@ class Engine:
                       completion_tokens=sum(s["completion_tokens"] or 0 for s in steps),
                       cost_usd=sum(s["cost_usd"] or 0.0 for s in steps))
         self.logger.info("workflow run finished", run_id=run["run_id"], workflow=run["workflow"], state=status)
-
-    # -- one step -------------------------------------------------------------------------------
-
-    def _launch(self, run, step, tool, artifacts, results):
-        messages = step_messages(tool, step, run["inputs"], artifacts)
-        model = step_model(self.config, tool["id"], run["model"])
-        self.store.step_started(run["run_id"], step["id"], self.clock())
-        thread = threading.Thread(target=self._execute, args=(run, step, tool, model, messages, results),
-                                  name=f"bmad-step-{step['id']}"[:60], daemon=True)
-        thread.start()
-
-    def _execute(self, run, step, tool, model, messages, results):
-        run_id = run["run_id"]
-        outcome = {"state": "failed", "error": "internal error", "error_type": "internal_error", "text": None}
-        try:
-            outcome = self._attempts(run, step, tool, model, messages)
-            artifact = (step["produces"], outcome["text"]) if outcome["state"] == "succeeded" else None
-            self.store.finish_step(run_id, step["id"], outcome["state"], outcome, self.clock(), artifact)
-        except Exception as e:
-            self.logger.error("workflow step crashed", run_id=run_id, step=step["id"],
-                              error=f"{type(e).__name__}: {e}")
-            outcome = {"state": "failed", "error": f"{type(e).__name__}: {e}", "error_type": "internal_error",
-                       "text": None}
-        self.on_event("workflow_step_completed", workflow=run["workflow"], run_id=run_id, step=step["id"],
-                      tool=tool["id"], user_id=run["user"], status=outcome["state"],
-                      latency_ms=outcome.get("latency_ms"), provider=outcome.get("provider"),
-                      model=outcome.get("model"), prompt_tokens=outcome.get("prompt_tokens"),
-                      completion_tokens=outcome.get("completion_tokens"), cost_usd=outcome.get("cost_usd"),
-                      error_type=outcome.get("error_type"))
-        if outcome.get("latency_ms") is not None:
-            self.metrics["step_duration"].observe(outcome["latency_ms"] / 1000.0, workflow=run["workflow"],
-                                                  tool=tool["id"])
-        with self._lock:
-            self._bump()
-        results.put((step["id"], outcome))
-
-    def _attempts(self, run, step, tool, model, messages):
-        began = self.monotonic()
-        error = None
-        for attempt in range(1, self.retries + 2):
-            try:
-                result = self.executor.execute(model, messages, run["user"],
-                                               f"{run['run_id']}.{step['id']}.{attempt}", tool)
-            except StepError as e:
-                error = e
-                self.logger.warning("workflow step attempt failed", run_id=run["run_id"], step=step["id"],
-                                    attempt=attempt, error_type=e.error_type, error=str(e)[:300])
-                if not e.retryable:
-                    break
-                continue
-            return {"state": "succeeded", "text": result.text, "provider": result.provider, "model": result.model,
-                    "prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
-                    "cost_usd": result.cost_usd, "latency_ms": round((self.monotonic() - began) * 1000, 3),
-                    "attempts": attempt, "error": None, "error_type": None, "report": status_block(result.text)}
-        return {"state": "failed", "text": None, "error": f"step '{step['id']}' failed: {error}",
-                "error_type": error.error_type, "attempts": attempt,
-                "latency_ms": round((self.monotonic() - began) * 1000, 3)}
