@@ -16,9 +16,11 @@ def test_database_file_is_wal_and_migrations_are_recorded(start_app, client_for,
     assert path == os.path.join(str(tmp_path / "data"), "analytics.db")
     assert db_rows(service, "PRAGMA journal_mode") == [("wal",)]
     names = [r[0] for r in db_rows(service, "SELECT name FROM schema_migrations ORDER BY name")]
-    assert names == ["0001_events", "0002_daily_rollup", "0003_sessions_and_users", "0004_total_tokens"]
+    assert names == ["0001_events", "0002_daily_rollup", "0003_sessions_and_users", "0004_total_tokens",
+                     "0005_index_sessions_by_start", "0006_index_for_reports"]
     indexes = {r[0] for r in db_rows(service, "SELECT name FROM sqlite_master WHERE type = 'index'")}
-    assert {"events_ts", "events_type_ts", "events_user_ts", "events_workflow_ts", "events_provider_ts"} <= indexes
+    assert {"events_ts", "events_type_ts", "events_user_type_ts", "events_workflow_ts",
+            "events_provider_type_ts"} <= indexes
     busy = service.app.analytics.store.write_conn.execute("PRAGMA busy_timeout").fetchone()[0]
     assert busy >= 1000
 

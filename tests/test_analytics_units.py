@@ -57,7 +57,7 @@ def test_realtime_snapshot():
 
 def test_sessions_split_at_the_timeout_and_forget_idle_users():
     ids = iter(f"s{i}" for i in range(100))
-    s = Sessions(60.0, new_id=lambda: next(ids))
+    s = Sessions(60.0, new_id=lambda ts: next(ids))
     assert s.assign("u", 0.0) == ("s0", True)
     assert s.assign("u", 59.75) == ("s0", False)
     assert s.assign("u", 119.75) == ("s1", True)  # gap of exactly 60 s

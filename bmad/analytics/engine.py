@@ -64,6 +64,9 @@ class Analytics:
                              on_dropped=self.recorder.count_dropped)
         self._close_lock = threading.Lock()
         self._closed = False
+        # Set by install(): the workflow engine's own count of running runs, when there is one;
+        # it knows about runs resumed after a restart, which never send a second workflow_started.
+        self.running_workflows = None
 
     @classmethod
     def from_config(cls, config, *, clock, logger):
@@ -108,7 +111,12 @@ class Analytics:
 
     def real_time(self):
         """The in-memory real-time metrics."""
-        return self.recorder.realtime()
+        snapshot = self.recorder.realtime()
+        if self.running_workflows is not None:
+            running = self.running_workflows()
+            if running is not None:
+                snapshot["workflows_running"] = running
+        return snapshot
 
     def overview(self, days):
         """The aggregate report for the last ``days`` days."""
@@ -196,9 +204,21 @@ def install(app):
     app.observers.append(engine.observe)
     app.health_checks["analytics"] = engine.health
     app.shutdown_hooks.append(engine.close)
+    engine.running_workflows = lambda: _running_workflows(app)
     _register_metrics(app, engine)
     engine.start()
     return engine
+
+
+def _running_workflows(app):
+    workflows = getattr(app, "workflows", None)  # built after analytics; looked up per call
+    stats = getattr(workflows, "stats", None)
+    if stats is None:
+        return None
+    try:
+        return int(stats()["running"])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _register_metrics(app, engine):

@@ -12,37 +12,38 @@ from .reports import ZERO, DayRange, date_of, iso, mean, percentile, provider_co
 
 def user_report(conn, now, days, user_id):
     """The report for ``user_id``, or None when the user was never seen."""
-    seen = conn.execute("SELECT first_seen, last_seen FROM users WHERE user_id = ?", (user_id,)).fetchone()
+    seen = conn.execute("SELECT first_seen, max(last_seen, coalesce((SELECT MAX(last_ts) FROM sessions "
+                        "WHERE user_id = ?1), 0)) FROM users WHERE user_id = ?1", (user_id,)).fetchone()
     if seen is None:
         return None
     r = DayRange(now, days)
     daily = {day: [0, 0] for day in r.each()}
     requests = errors = 0
-    tools, workflows, events_by_type = {}, {}, {}
-    for day, type, tool, workflow, count, failed in conn.execute(
-            "SELECT CAST(ts / 86400 AS INTEGER), type, tool, workflow, COUNT(*), SUM(error) FROM events "
-            "WHERE user_id = ? AND ts >= ? GROUP BY 1, 2, 3, 4", (user_id, r.start_ts)):
-        events_by_type[type] = events_by_type.get(type, 0) + count
-        if type == "api_request":
-            requests += count
-            errors += failed
-            if day in daily:
-                daily[day][0] += count
-                daily[day][1] += failed
-        elif type == "tool_execution" and tool is not None:
-            tools[tool] = tools.get(tool, 0) + count
-        elif type == "workflow_started" and workflow is not None:
-            workflows[workflow] = workflows.get(workflow, 0) + count
+    # Each query reads one (user_id, type) slice of the (user_id, type, ts, error) index; the first
+    # needs nothing else, so even a user with tens of thousands of requests is an index-only scan.
+    for day, count, failed in conn.execute(
+            "SELECT CAST(ts / 86400 AS INTEGER), COUNT(*), SUM(error) FROM events "
+            "WHERE user_id = ? AND type = 'api_request' AND ts >= ? GROUP BY 1", (user_id, r.start_ts)):
+        requests += count
+        errors += failed
+        if day in daily:
+            daily[day][0] += count
+            daily[day][1] += failed
+    tools = dict(conn.execute(
+        "SELECT tool, COUNT(*) FROM events WHERE user_id = ? AND type = 'tool_execution' AND ts >= ? "
+        "AND tool IS NOT NULL GROUP BY tool ORDER BY 2 DESC, tool", (user_id, r.start_ts)).fetchall())
+    workflows = dict(conn.execute(
+        "SELECT workflow, COUNT(*) FROM events WHERE user_id = ? AND type = 'workflow_started' AND ts >= ? "
+        "AND workflow IS NOT NULL GROUP BY workflow ORDER BY 2 DESC, workflow", (user_id, r.start_ts)).fetchall())
     sessions, avg_duration = conn.execute(
-        "SELECT COUNT(*), AVG(last_ts - started_ts) FROM sessions WHERE user_id = ? AND last_ts >= ?",
+        "SELECT COUNT(*), AVG(last_ts - started_ts) FROM sessions WHERE user_id = ? AND +last_ts >= ?",
         (user_id, r.start_ts)).fetchone()
     return {
         "user_id": user_id, "days": days, "requests": requests, "errors": errors,
         "error_rate": ratio(errors, requests),
         "sessions": {"count": sessions, "avg_duration_seconds": round(avg_duration or 0.0, 3)},
-        "tools": dict(sorted(tools.items(), key=lambda kv: (-kv[1], kv[0]))),
-        "workflows": dict(sorted(workflows.items(), key=lambda kv: (-kv[1], kv[0]))),
-        "events_by_type": dict(sorted(events_by_type.items())),
+        "tools": tools,
+        "workflows": workflows,
         "first_seen": iso(seen[0]), "last_seen": iso(seen[1]),
         "daily_activity": [{"date": date_of(day), "requests": v[0], "errors": v[1]} for day, v in sorted(daily.items())],
     }
@@ -105,15 +106,29 @@ def workflow_report(conn, now, days, workflow):
     }
 
 
+def _provider_p95(conn, provider, start_ts):
+    """Nearest-rank p95 latency of a provider's attempts since ``start_ts``.
+
+    Both queries read only the covering (provider, type, ts, latency_ms) index, and the second
+    asks for the value ``n - rank`` from the top, so the sorter keeps 5% of the rows, not all.
+    """
+    where = "WHERE provider = ? AND type = 'provider_request' AND ts >= ? AND latency_ms IS NOT NULL"
+    n = conn.execute(f"SELECT COUNT(*) FROM events {where}", (provider, start_ts)).fetchone()[0]
+    if not n:
+        return 0.0
+    rank = max(1, -(-95 * n // 100))
+    row = conn.execute(f"SELECT latency_ms FROM events {where} ORDER BY latency_ms DESC LIMIT 1 OFFSET ?",
+                       (provider, start_ts, n - rank)).fetchone()
+    return round(row[0], 3) if row else 0.0
+
+
 def provider_report(conn, now, days, provider):
     """The report for one provider (the caller checks that it is configured)."""
     r = DayRange(now, days)
     types = ("provider_request", "provider_failure", "provider_failover")
     by_day = _rollup_by_day(conn, "provider", provider, r, types)
     attempts, failures, ok, failover = provider_counts(*(_totals(by_day, t) for t in types))
-    latencies = [row[0] for row in conn.execute(
-        "SELECT latency_ms FROM events WHERE provider = ? AND ts >= ? AND type = 'provider_request' "
-        "AND latency_ms IS NOT NULL ORDER BY latency_ms", (provider, r.start_ts))]
+    p95 = _provider_p95(conn, provider, r.start_ts)
     # '+provider' keeps the planner on the (type, ts) index: circuit changes are few, provider rows many.
     openings = conn.execute(
         "SELECT COUNT(*) FROM events WHERE type = 'circuit_state_changed' AND ts >= ? AND +provider = ? "
@@ -126,7 +141,7 @@ def provider_report(conn, now, days, provider):
     return {
         "provider": provider, "days": days, "requests": attempts, "failures": failures,
         "success_rate": ratio(attempts - failures, attempts),
-        "avg_latency_ms": mean(ok[5], ok[6]), "p95_latency_ms": percentile(latencies, 0.95),
+        "avg_latency_ms": mean(ok[5], ok[6]), "p95_latency_ms": p95,
         "prompt_tokens": ok[2], "completion_tokens": ok[3], "total_tokens": ok[2] + ok[3],
         "cost_usd": round(ok[4], 6), "failovers": failover[0], "circuit_openings": openings,
         "daily_trend": daily,

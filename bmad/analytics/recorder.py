@@ -29,12 +29,17 @@ WORKFLOW_ENDS = frozenset({"workflow_completed", "workflow_failed"})
 DROP_REASONS = ("queue_full", "write_error", "invalid_type", "closed")
 
 
+def time_ordered_id(ts):
+    """A unique session id that sorts by start time, so new sessions land on the index's last page."""
+    return f"{int(ts * 1000):012x}{uuid.uuid4().hex[:12]}"
+
+
 class Sessions:
     """Open sessions by user: ``(session_id, started, last_ts)``, oldest activity first, bounded."""
 
     def __init__(self, timeout_seconds, new_id=None):
         self.timeout = timeout_seconds
-        self.new_id = new_id or (lambda: uuid.uuid4().hex)
+        self.new_id = new_id or time_ordered_id
         self.open = OrderedDict()
 
     def assign(self, user, ts):
@@ -44,7 +49,7 @@ class Sessions:
             current[2] = ts
             self.open.move_to_end(user)
             return current[0], False
-        session_id = self.new_id()
+        session_id = self.new_id(ts)
         self.open[user] = [session_id, ts, ts]
         self.open.move_to_end(user)
         # Sessions idle past the timeout can never continue: forget them oldest first.
@@ -94,37 +99,38 @@ class Recorder:
         ts = self.clock()
         row = normalize(type, ts, fields)
         user = row[USER]
-        new_session = False
+        # One short critical section, no I/O: put_nowait never waits.
         with self._lock:
+            live = self.live
             if user is not None:
                 row[SESSION], new_session = self.sessions.assign(user, ts)
-                self.live.user_seen(ts, user)
+                if new_session:
+                    self._put("session_started",
+                              normalize("session_started", ts, {"user_id": user, "session_id": row[SESSION]}))
+                live.user_seen(ts, user)
+            self._put(type, row)
             if type == "api_request":
-                self.live.api_request(ts, user, row[ERROR], row[LATENCY])
+                live.api_request(ts, user, row[ERROR], row[LATENCY])
             elif type == "provider_request":
-                self.live.llm_spend(ts, row[PROMPT], row[COMPLETION], row[COST])
+                live.llm_spend(ts, row[PROMPT], row[COMPLETION], row[COST])
             elif type == "workflow_started":
                 if row[RUN_ID] is not None:
-                    self.live.workflow_started(ts, row[RUN_ID])
+                    live.workflow_started(ts, row[RUN_ID])
             elif type in WORKFLOW_ENDS:
                 if row[RUN_ID] is not None:
-                    self.live.workflow_ended(row[RUN_ID])
-        if new_session:
-            self._enqueue("session_started", normalize("session_started", ts,
-                                                       {"user_id": user, "session_id": row[SESSION]}))
-        self._enqueue(type, row)
+                    live.workflow_ended(row[RUN_ID])
 
-    def _enqueue(self, type, row):
+    def _put(self, type, row):
+        """Queue ``row`` (the caller holds the lock) or count why it was dropped."""
         if self.closed:
-            self.count_dropped(1, "closed")
+            self.dropped["closed"] += 1
             return
         try:
             self.queue.put_nowait(row)
         except queue.Full:
-            self.count_dropped(1, "queue_full")
+            self.dropped["queue_full"] += 1
             return
-        with self._lock:
-            self.recorded[type] = self.recorded.get(type, 0) + 1
+        self.recorded[type] = self.recorded.get(type, 0) + 1
 
     def count_dropped(self, count, reason):
         """Count ``count`` events lost for ``reason`` (one of ``DROP_REASONS``)."""

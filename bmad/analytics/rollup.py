@@ -89,12 +89,15 @@ class Batch:
                 else:
                     for j in range(WIDTH):
                         acc[j] += delta[j]
-                seen = self.users.get(user)
-                if seen is None:
-                    self.users[user] = [ts, ts]
-                else:
-                    seen[0] = min(seen[0], ts)
-                    seen[1] = max(seen[1], ts)
+                if type == "session_started":
+                    # Only at a session's start: the sessions table holds the latest activity, and
+                    # touching a random users page for every event would halve the writer's speed.
+                    seen = self.users.get(user)
+                    if seen is None:
+                        self.users[user] = [ts, ts]
+                    else:
+                        seen[0] = min(seen[0], ts)
+                        seen[1] = max(seen[1], ts)
                 session = row[SESSION]
                 if session is not None:
                     s = self.sessions.get(session)

@@ -19,6 +19,8 @@ from ..errors import ConfigError, ServiceUnavailable
 BUSY_TIMEOUT_MS = 5000
 READ_TIME_LIMIT_SECONDS = 10.0
 MAX_IDLE_READERS = 4
+WRITER_CACHE_KIB = 32768
+WAL_AUTOCHECKPOINT_PAGES = 4000
 
 
 def _create_events(conn):
@@ -63,12 +65,30 @@ def _add_total_tokens(conn):
     conn.execute("ALTER TABLE daily_rollup ADD COLUMN total_tokens INTEGER NOT NULL DEFAULT 0")
 
 
+def _index_sessions_by_start(conn):
+    # (user_id, started_ts) never changes when a session is extended; (user_id, last_ts) moved on every batch.
+    conn.execute("DROP INDEX sessions_user_last")
+    conn.execute("CREATE INDEX sessions_user_started ON sessions(user_id, started_ts)")
+
+
+def _index_for_reports(conn):
+    # Wider entity indexes, measured with 1,000,000 events: the user report's request counts and the
+    # provider p95 become index-only scans instead of one table lookup per event.
+    conn.execute("DROP INDEX events_user_ts")
+    conn.execute("CREATE INDEX events_user_type_ts ON events(user_id, type, ts, error) WHERE user_id IS NOT NULL")
+    conn.execute("DROP INDEX events_provider_ts")
+    conn.execute("CREATE INDEX events_provider_type_ts ON events(provider, type, ts, latency_ms) "
+                 "WHERE provider IS NOT NULL")
+
+
 # Ordered and append-only: a released migration is never edited, only followed by a new one.
 MIGRATIONS = (
     ("0001_events", _create_events),
     ("0002_daily_rollup", _create_rollup),
     ("0003_sessions_and_users", _create_sessions_and_users),
     ("0004_total_tokens", _add_total_tokens),
+    ("0005_index_sessions_by_start", _index_sessions_by_start),
+    ("0006_index_for_reports", _index_for_reports),
 )
 
 
@@ -118,6 +138,10 @@ class Store:
                 raise sqlite3.OperationalError(f"cannot switch to WAL mode (got {mode})")
             # In WAL mode NORMAL only risks the last commits on power loss, never corruption.
             conn.execute("PRAGMA synchronous = NORMAL")
+            # Batches touch index pages all over the file: a larger cache and rarer checkpoints keep
+            # each commit's I/O down (the WAL then peaks near 16 MB between checkpoints).
+            conn.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
+            conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
             migrate(conn, clock)
         except (OSError, sqlite3.Error) as e:
             raise ConfigError(f"analytics database {path}: cannot open it ({e})") from None
