@@ -72,6 +72,6 @@ def install(app, executor=None):
     engine = Engine(store, app.catalog, executor or AppExecutor(app), config, on_event=on_event, metrics=metrics,
                     logger=app.logger, clock=app.clock)
     app.workflows = engine
-    app.health_checks["workflows"] = lambda: {"status": "ok", **engine.stats()}
+    app.health_checks["workflows"] = lambda: {"status": "ok" if store.db.alive else "degraded", **engine.stats()}
     app.shutdown_hooks.append(lambda: engine.stop(config.at("server.drain_seconds")))
     return engine.start()

@@ -29,10 +29,11 @@ class DatabaseClosed(Exception):
 
 
 class _Job:
-    __slots__ = ("fn", "done", "result", "error")
+    __slots__ = ("fn", "waited", "done", "result", "error")
 
-    def __init__(self, fn):
+    def __init__(self, fn, waited):
         self.fn = fn
+        self.waited = waited
         self.done = threading.Event()
         self.result = None
         self.error = None
@@ -97,7 +98,7 @@ class Database:
         """Run ``fn(conn)`` in the writer's next transaction; with ``wait``, return its result once committed."""
         if self._closed:
             raise DatabaseClosed(f"runs database {self.path} is closed")
-        job = _Job(fn)
+        job = _Job(fn, wait)
         self._jobs.put(job, timeout=WRITE_WAIT_SECONDS)
         if not wait:
             return None
@@ -137,6 +138,8 @@ class Database:
                     conn.execute("ROLLBACK TO job")
                     conn.execute("RELEASE job")
                     job.error = e
+                    if not job.waited:  # nobody will see the exception: say it here
+                        self.logger.error("runs database write failed", error=f"{type(e).__name__}: {e}")
             conn.execute("COMMIT")
         except Exception as e:
             self.logger.error("runs database write failed", error=f"{type(e).__name__}: {e}")
@@ -146,6 +149,11 @@ class Database:
                 job.error = job.error or e
         for job in jobs:
             job.done.set()
+
+    @property
+    def alive(self):
+        """True while the writer thread is running."""
+        return self._thread.is_alive()
 
     @contextmanager
     def reader(self):
