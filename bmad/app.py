@@ -13,6 +13,7 @@ from . import __version__, process_metrics
 from .analytics import install as install_analytics
 from .auth import ANONYMOUS, Authenticator
 from .catalog import Catalog
+from .completions import install as install_completions
 from .errors import HTTPError, InternalError
 from .events import NullEvents
 from .logs import JsonLogger
@@ -133,6 +134,7 @@ def build_app(config, *, clock=time.time, logger=None, environ=None):
     if config.at("analytics.enabled"):
         install_analytics(app)  # first, so every later part records through app.events
     process_metrics.register(app.metrics)
+    install_completions(app, environ)  # the provider router: app.llm and app.completions
     install_performance(app)
     install_workflows(app)  # last: it starts resuming unfinished runs, so everything it calls must exist
     if app.auth.open_mode:

@@ -7,7 +7,7 @@ I/O. ``ResponseCache`` is what the service uses: canonical request keys,
 scoped per tenant, storing encoded response bodies.
 
 Methods for the caller: ``TTLCache.get``, ``get_entry``, ``set``, ``delete``,
-``expire``, ``clear``, ``stats``; ``ResponseCache.key_for``, ``lookup``,
+``expire``, ``clear``, ``stats``; ``ResponseCache.key_for``, ``lookup`` -> ``Hit``,
 ``store``, ``stats``.
 """
 
@@ -15,7 +15,7 @@ import hashlib
 import json
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, namedtuple
 
 from .errors import ConfigError
 
@@ -161,6 +161,22 @@ class TTLCache:
                     "too_large": self.too_large, "evictions": dict(self.evictions)}
 
 
+class CachedAnswer:
+    """A stored response: its body and the headers that describe it; ``len`` is its size in bytes."""
+
+    __slots__ = ("body", "headers")
+
+    def __init__(self, body, headers=None):
+        self.body = body
+        self.headers = dict(headers or {})
+
+    def __len__(self):
+        return len(self.body) + sum(len(k) + len(v) for k, v in self.headers.items())
+
+
+Hit = namedtuple("Hit", "body headers age")
+
+
 def canonical_json(value):
     """``value`` as canonical JSON bytes: sorted keys, no spaces, UTF-8."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
@@ -208,19 +224,23 @@ class ResponseCache:
         return hashlib.sha256(canonical_json(doc)).hexdigest()
 
     def lookup(self, key):
-        """Return ``(body, age_seconds)`` for a cached answer, or None (also when disabled)."""
+        """Return the cached ``Hit`` (body, headers, age in whole seconds), or None (also when disabled)."""
         if not self.enabled:
             return None
         entry = self.cache.get_entry(key)
         if entry is None:
             return None
-        return entry.value, max(0, int(self.cache.clock() - entry.stored_at))
+        answer = entry.value
+        return Hit(answer.body, dict(answer.headers), max(0, int(self.cache.clock() - entry.stored_at)))
 
-    def store(self, key, body):
-        """Cache an encoded response ``body`` (bytes); False when disabled or too large."""
+    def store(self, key, body, headers=None):
+        """Cache an encoded response ``body`` (bytes) and the ``headers`` to replay with it.
+
+        False when disabled or when it is larger than ``max_entry_bytes``.
+        """
         if not self.enabled:
             return False
-        return self.cache.set(key, body)
+        return self.cache.set(key, CachedAnswer(body, headers))
 
     def stats(self):
         """The cache's stats plus ``enabled`` and ``shared``."""

@@ -105,7 +105,9 @@ class SingleFlight:
         return result if isinstance(result, IMMUTABLE) else self.copier(result)
 
     def stats(self):
-        """``coalesced`` (waiters served by a leader), ``in_flight`` (running leaders), ``leaders``, ``timeouts``."""
+        """``coalesced`` (waiters served by a leader), ``in_flight`` (running leaders), ``waiting`` (callers
+        waiting on them now), ``leaders``, ``timeouts``."""
         with self._lock:
-            return {"coalesced": self.coalesced, "in_flight": len(self._flights), "leaders": self.leaders,
+            return {"coalesced": self.coalesced, "in_flight": len(self._flights),
+                    "waiting": sum(f.waiters for f in self._flights.values()), "leaders": self.leaders,
                     "timeouts": self.timeouts}

@@ -13,18 +13,14 @@ from .dedup import SingleFlight
 from .perfstats import PerfStats
 from .ratelimit import RateLimiter, RateLimitGuard
 
-# Until the provider router names its timeout, waiters give a leader this long.
+# Without a provider router (tests of this layer alone), waiters give a leader this long.
 DEFAULT_PROVIDER_TIMEOUT = 120.0
-PROVIDER_TIMEOUT_KEYS = ("llm.timeout_seconds", "providers.timeout_seconds", "router.timeout_seconds")
 
 
-def provider_timeout(config):
-    """The longest a provider call may take: the bound on how long a de-duplicated request waits."""
-    for key in PROVIDER_TIMEOUT_KEYS:
-        value = config.at(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
-            return float(value)
-    return DEFAULT_PROVIDER_TIMEOUT
+def provider_timeout(app):
+    """The longest one provider attempt may take: the bound on how long a de-duplicated request waits."""
+    llm = getattr(app, "llm", None)
+    return float(llm.max_timeout()) if llm is not None else DEFAULT_PROVIDER_TIMEOUT
 
 
 def install(app):
@@ -34,7 +30,7 @@ def install(app):
     app.response_cache = ResponseCache.from_config(config, clock=app.clock)
     app.limiter = RateLimiter.from_config(config, clock=app.clock)
     app.perfstats = PerfStats(clock=app.clock)
-    app.dedup = SingleFlight(timeout=provider_timeout(config), coalesced_counter=m.counter(
+    app.dedup = SingleFlight(timeout=provider_timeout(app), coalesced_counter=m.counter(
         "bmad_dedup_coalesced_total", "Requests answered with the result of an identical in-flight request."))
     limited = m.counter("bmad_rate_limited_total", "Requests refused by a rate limit.", ("class",))
     for klass in app.limiter.policies:  # present at 0 from the start, so rate() sees the first refusal

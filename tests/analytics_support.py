@@ -4,7 +4,8 @@ import sqlite3
 import types
 
 DAY = 86400
-NO_LIMITS = {"rate_limits": {"enabled": False}}
+# Rate limits and the response cache off: these tests count every request and every upstream call.
+NO_LIMITS = {"rate_limits": {"enabled": False}, "cache": {"enabled": False}}
 
 
 def settle(client, service):

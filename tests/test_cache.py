@@ -164,7 +164,7 @@ class TestResponseCache(CacheContract):
 
     def fetch(self, cache, key):
         found = cache.lookup(key)
-        return None if found is None else found[0]
+        return None if found is None else found.body
 
     def raw(self, cache):
         return cache.cache
@@ -174,7 +174,16 @@ class TestResponseCache(CacheContract):
         cache = self.make(clock)
         cache.store("k", b"v")
         clock.tick(3.7)
-        assert cache.lookup("k") == (b"v", 3)
+        assert cache.lookup("k") == (b"v", {}, 3)
+
+    def test_headers_are_kept_and_counted_in_the_size(self):
+        cache = self.make(FakeClock(), max_entry_bytes=10)
+        assert cache.store("k", b"body", {"X-A": "1"})
+        hit = cache.lookup("k")
+        assert hit.body == b"body" and hit.headers == {"X-A": "1"} and hit.age == 0
+        hit.headers["X-A"] = "changed"
+        assert cache.lookup("k").headers == {"X-A": "1"}
+        assert not cache.store("k2", b"body", {"X-Long": "123"})
 
     def test_disabled_neither_reads_nor_writes(self):
         cache = ResponseCache(TTLCache(clock=FakeClock()), enabled=False)
@@ -226,7 +235,7 @@ class TestKeys:
         bob = rc.key_for(rc.scope_for("bob"), "r", MESSAGES, {})
         rc.store(alice, b"alice's answer")
         assert rc.lookup(bob) is None
-        assert rc.lookup(alice)[0] == b"alice's answer"
+        assert rc.lookup(alice).body == b"alice's answer"
 
 
 class TestConfig:

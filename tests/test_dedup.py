@@ -25,13 +25,11 @@ def run_concurrently(flight, n, key, fn):
 
 
 def wait_for_waiters(flight, key, n):
-    """Block until ``n`` callers are waiting on ``key`` (they register under the lock before blocking)."""
+    """Block until ``n`` callers are waiting (they register under the lock before blocking)."""
     registered = threading.Event()
     while not registered.is_set():
-        with flight._lock:
-            f = flight._flights.get(key)
-            if f is not None and f.waiters >= n:
-                registered.set()
+        if flight.stats()["waiting"] >= n:
+            registered.set()
         registered.wait(0.001)
 
 
@@ -59,7 +57,7 @@ def test_ten_identical_calls_run_once():
     assert sorted(o[2] for o in outcomes) == [False] + [True] * 9
     results = [o[1] for o in outcomes]
     assert len({id(r) for r in results}) == 10  # every waiter has its own copy
-    assert flight.stats() == {"coalesced": 9, "in_flight": 0, "leaders": 1, "timeouts": 0}
+    assert flight.stats() == {"coalesced": 9, "in_flight": 0, "waiting": 0, "leaders": 1, "timeouts": 0}
 
 
 def test_a_failing_leader_propagates_its_error_to_all():

@@ -1,6 +1,7 @@
 """Catalog endpoints: tools, workflows and prompt previews."""
 
 from ..prompts import run_messages
+from ..request import json_response
 
 
 def list_tools(req):
@@ -28,3 +29,10 @@ def list_workflows(req):
 def get_workflow(req):
     """GET /bmad/workflows/{workflow_id}"""
     return {"status": "success", "workflow": req.app.catalog.workflow(req.params["workflow_id"])}
+
+
+def run_tool(req):
+    """POST /bmad/tools/{tool_id}/run: build the tool's messages, route them, return its output."""
+    answer, result = req.app.completions.run_tool(req.params["tool_id"], req.json(), req.principal,
+                                                  request_id=req.request_id)
+    return json_response(answer, headers=result.headers())

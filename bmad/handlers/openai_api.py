@@ -1,0 +1,27 @@
+"""The OpenAI-compatible endpoints: chat completions and the models list."""
+
+from ..completions import parse_chat_request
+from ..request import Response, dumps
+
+SSE_TYPE = "text/event-stream; charset=utf-8"
+# Proxies in front (nginx and friends) must pass each event on as it comes.
+STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def chat_completions(req):
+    """POST /v1/chat/completions: the OpenAI request and response shapes, streamed or not."""
+    chat = parse_chat_request(req.json())
+    completions = req.app.completions
+    if chat.stream:
+        stream = completions.stream(chat, req.principal, request_id=req.request_id)
+        return Response(200, headers={**STREAM_HEADERS, **stream.headers()}, content_type=SSE_TYPE, stream=stream)
+    result = completions.complete(chat, req.principal, request_id=req.request_id)
+    return Response(200, dumps(result.body), result.headers())
+
+
+def list_models(req):
+    """GET /v1/models: every alias and every model a provider lists, in the OpenAI list shape."""
+    created = int(req.app.started_at)
+    data = [{"id": name, "object": "model", "created": created, "owned_by": owner}
+            for name, owner in req.app.llm.models()]
+    return {"object": "list", "data": data}

@@ -1,0 +1,584 @@
+"""The provider router: which provider answers a model, in what order, and what happens when one fails.
+
+A requested model resolves through the ``models`` aliases first (``bmad-default``
+defaults to every provider in order), then as ``provider/model``, then to
+every provider that serves it (one with no ``models`` list serves any);
+nothing -> 404 ``model_not_found``. ``round_robin`` (the default; per alias
+``routing.per_model``) rotates which candidate goes first, in proportion to
+``weight``, and fails over through the rest in list order; ``priority``
+always starts at the first. Providers whose circuit is open, whose last
+health check failed, or that a 429 asked to wait are skipped.
+
+Retryable failures move on to the next candidate at once; an upstream 4xx
+the caller caused goes back as it is. When every candidate fails: 502, or
+503 ``all_providers_unavailable`` when none could be tried, or 504 when the
+last failure was a timeout; the message lists each attempt.
+
+Methods for the caller: ``complete(chat, user=, request_id=)`` ->
+``Completion``; ``stream(...)`` -> ``RoutedStream``; ``resolve(model)``;
+``route_key(model)``; ``models()``; ``providers_status()``;
+``health_summary()``; ``pool_stats()``; ``breaker_states()``; ``start()``;
+``close()``.
+"""
+
+import json
+import threading
+import time
+
+from .breaker import CircuitBreaker, State
+from .errors import BadGateway, ConfigError, GatewayTimeout, HTTPError, NotFound, ServiceUnavailable
+from .pool import ConnectionPool
+from .pricing import Pricing
+from .provider_health import ProviderHealth
+from .provider_telemetry import ProviderTelemetry
+from .providers import build_provider
+from .providers.base import CLIENT, TIMEOUT, UNSUPPORTED, ProviderError, RATE_LIMITED
+from .providers.settings import ProviderSpec, load_specs
+
+DEFAULT_ALIAS = "bmad-default"
+STRATEGIES = ("round_robin", "priority")
+MAX_ROUTES = 1024
+MAX_COOLDOWN_SECONDS = 3600.0
+DEFAULT_COOLDOWN_SECONDS = 1.0
+
+
+class Candidate:
+    """One way to serve a route: a provider and the model name it is asked for."""
+
+    __slots__ = ("provider", "model")
+
+    def __init__(self, provider, model):
+        self.provider = provider
+        self.model = model
+
+
+class Route:
+    """A requested model, resolved: its candidates in list order and how to order them."""
+
+    __slots__ = ("name", "candidates", "strategy", "wildcard")
+
+    def __init__(self, name, candidates, strategy, wildcard=False):
+        self.name = name
+        self.candidates = candidates
+        self.strategy = strategy
+        self.wildcard = wildcard  # resolved to providers that serve any model
+
+
+class Completion:
+    """A non-streamed completion and where it came from.
+
+    ``body`` is the OpenAI ``chat.completion`` dict; ``usage`` has
+    ``prompt_tokens``, ``completion_tokens``, ``total_tokens``; ``attempts``
+    counts the providers tried; ``failures`` lists ``{provider, model, reason}``
+    for each candidate that failed or was skipped on the way.
+    """
+
+    __slots__ = ("body", "provider", "model", "usage", "cost_usd", "latency_ms", "attempts", "failures")
+
+    def __init__(self, body, provider, model, usage, cost_usd, latency_ms, attempts, failures):
+        self.body = body
+        self.provider = provider
+        self.model = model
+        self.usage = usage
+        self.cost_usd = cost_usd
+        self.latency_ms = latency_ms
+        self.attempts = attempts
+        self.failures = failures
+
+    def headers(self):
+        """The ``X-BMAD-*`` response headers."""
+        return {"X-BMAD-Provider": self.provider, "X-BMAD-Model": self.model, "X-BMAD-Attempts": str(self.attempts)}
+
+    @property
+    def text(self):
+        """The assistant's answer text."""
+        try:
+            content = self.body["choices"][0]["message"].get("content")
+        except (KeyError, IndexError, TypeError, AttributeError):
+            return ""
+        if isinstance(content, list):
+            return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+        return content or ""
+
+
+class UpstreamRejected(HTTPError):
+    """An upstream 4xx the caller caused, passed back with the upstream's status."""
+
+    def __init__(self, provider, error, attempts):
+        super().__init__(f"provider '{provider}' rejected the request (HTTP {error.status}): {error.message}",
+                         type=error.type or "upstream_error", param=error.param, code=error.code,
+                         headers={"X-BMAD-Provider": provider, "X-BMAD-Attempts": str(attempts)})
+        self.status = error.status
+
+
+def _usage(prompt, completion):
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+class LLMRouter:
+    """Routes chat requests to providers with failover, round robin, breakers and health checks."""
+
+    def __init__(self, providers, aliases, *, strategy="round_robin", per_model=None, failure_threshold=5,
+                 recovery_seconds=120.0, health_interval=300.0, pricing=None, clock=time.time, logger=None,
+                 metrics=None, record_event=None, pool=None):
+        self.providers = providers
+        self.by_name = {p.name: p for p in providers}
+        self.aliases = aliases
+        self.strategy = strategy
+        self.per_model = per_model or {}
+        self.clock = clock
+        self.logger = logger
+        self.pool = pool
+        self.pricing = pricing or Pricing.load()
+        known = {c.model for cands in aliases.values() for c in cands}
+        known |= {m for p in providers for m in (p.spec.models or ())} | {"offline"}
+        self.telemetry = ProviderTelemetry(providers, known, pricing=self.pricing, metrics=metrics, logger=logger,
+                                           record_event=record_event or (lambda *a, **k: None))
+        self.breakers = {p.name: CircuitBreaker(p.name, failure_threshold=failure_threshold,
+                                                recovery_seconds=recovery_seconds, clock=clock,
+                                                on_change=self.telemetry.circuit_changed) for p in providers}
+        self.health = ProviderHealth(providers, interval=health_interval, clock=clock, logger=logger)
+        self._lock = threading.Lock()  # round-robin weights, cooldowns and the route cache
+        self._weights = {}
+        self._cooldown = {}
+        self._routes = {}
+        metrics.add_collector(self._collect)
+
+    @classmethod
+    def from_config(cls, config, *, environ, clock, logger, metrics, record_event):
+        """Build the router, its providers and its connection pool from the configuration."""
+        specs = load_specs(config.get("providers", []), environ)
+        routing = config.get("routing", {})
+        pool = ConnectionPool(max_total=routing.get("max_total_connections", 200))
+        if not specs:  # nothing configured: every endpoint still works, offline
+            specs = [ProviderSpec("offline", "offline")]
+        providers = [build_provider(spec, pool, clock) for spec in specs]
+        aliases = _aliases(config.get("models", {}), providers)
+        strategy, per_model = _strategies(routing)
+        breaker = config.get("circuit_breaker", {})
+        threshold, recovery = breaker.get("failure_threshold", 5), breaker.get("recovery_seconds", 120.0)
+        interval = config.get("health_checks", {}).get("interval_seconds", 300.0)
+        if threshold < 1:
+            raise ConfigError("config key 'circuit_breaker.failure_threshold' must be at least 1")
+        if recovery <= 0:
+            raise ConfigError("config key 'circuit_breaker.recovery_seconds' must be greater than 0")
+        if interval < 0:
+            raise ConfigError("config key 'health_checks.interval_seconds' must be 0 (off) or more")
+        if pool.max_total < 1:
+            raise ConfigError("config key 'routing.max_total_connections' must be at least 1")
+        return cls(providers, aliases, strategy=strategy, per_model=per_model,
+                   failure_threshold=threshold, recovery_seconds=recovery, health_interval=interval,
+                   pricing=Pricing.load(config.get("pricing")), clock=clock, logger=logger, metrics=metrics,
+                   record_event=record_event, pool=pool)
+
+    # -- resolution and ordering ----------------------------------------------------------------
+
+    def resolve(self, model):
+        """The ``Route`` for a requested model; 404 ``model_not_found`` when nothing serves it."""
+        route = self._routes.get(model)
+        if route is not None:
+            return route
+        strategy = self.per_model.get(model, self.strategy)
+        wildcard = False
+        if model in self.aliases:
+            candidates = self.aliases[model]
+        else:
+            prefix, _, rest = model.partition("/")
+            if rest and prefix in self.by_name:
+                candidates = [Candidate(self.by_name[prefix], rest)]
+            else:
+                candidates = [Candidate(p, model) for p in self.providers if p.accepts(model)]
+                wildcard = any(p.spec.models is None for p in self.providers)
+        if not candidates:
+            raise NotFound(f"model '{model[:200]}' is not served here: it is no alias and no provider lists it; "
+                           "GET /v1/models lists what is", type="invalid_request_error", code="model_not_found",
+                           param="model")
+        route = Route(model, candidates, strategy, wildcard)
+        with self._lock:
+            if len(self._routes) >= MAX_ROUTES:
+                self._routes.clear()
+            self._routes[model] = route
+        return route
+
+    def route_key(self, model):
+        """The resolved route as JSON-able data (``[[provider, model], ...]``): part of a cache key."""
+        return [[c.provider.name, c.model] for c in self.resolve(model).candidates]
+
+    def _unavailable(self, provider, now):
+        """Why ``provider`` is skipped now, or None when it may be tried."""
+        if not self.health.healthy(provider.name):
+            return "failed its last health check"
+        until = self._cooldown.get(provider.name)
+        if until is not None and now < until:
+            return f"rate limited by the provider for another {until - now:.1f}s"
+        if not self.breakers[provider.name].available():
+            return "circuit open"
+        return None
+
+    def _order(self, route, now):
+        candidates = route.candidates
+        if route.strategy == "priority" or len(candidates) < 2:
+            return candidates
+        live = [c for c in candidates if c.provider.spec.weight > 0 and self._unavailable(c.provider, now) is None]
+        if len(live) < 2:
+            first = live[0] if live else candidates[0]
+        else:
+            first = self._pick(route.name, live)
+        return [first] + [c for c in candidates if c is not first]
+
+    def _pick(self, name, live):
+        # Smooth weighted round robin (as nginx does): every pick adds each weight to its
+        # candidate's score and takes the top scorer down by the total, so picks interleave.
+        with self._lock:
+            scores = self._weights.get(name)
+            if scores is None:
+                if len(self._weights) >= MAX_ROUTES:
+                    self._weights.clear()
+                scores = self._weights[name] = {}
+            total = 0.0
+            best = None
+            for c in live:
+                key = (c.provider.name, c.model)
+                weight = c.provider.spec.weight
+                total += weight
+                scores[key] = scores.get(key, 0.0) + weight
+                if best is None or scores[key] > scores[(best.provider.name, best.model)]:
+                    best = c
+            scores[(best.provider.name, best.model)] -= total
+        return best
+
+    # -- the failover loop ----------------------------------------------------------------------
+
+    def _run(self, chat, call, user, request_id):
+        """Try candidates in order; return ``(result, candidate, permit, attempts, failures, started)``."""
+        route = self.resolve(chat.model)
+        now = self.clock()
+        order = self._order(route, now)
+        failures = []
+        attempts = 0
+        previous = None
+        for index, cand in enumerate(order):
+            provider = cand.provider
+            breaker = self.breakers[provider.name]
+            reason = self._unavailable(provider, now)
+            permit = breaker.allow() if reason is None else None
+            if permit is None:
+                failures.append({"provider": provider.name, "model": cand.model, "reason": reason or "circuit open",
+                                 "kind": "skipped"})
+                continue
+            if previous is not None:
+                self.telemetry.failover(previous, provider.name, cand.model, user, request_id)
+            attempts += 1
+            started = time.perf_counter()
+            try:
+                result = call(provider, cand.model)
+            except ProviderError as error:
+                elapsed = time.perf_counter() - started
+                self._settle(breaker, permit, error)
+                if error.kind == UNSUPPORTED:
+                    attempts -= 1
+                    failures.append({"provider": provider.name, "model": cand.model, "reason": error.message,
+                                     "kind": error.kind})
+                    continue
+                self.telemetry.failed(provider, cand.model, error, elapsed, user, request_id)
+                failures.append({"provider": provider.name, "model": cand.model,
+                                 "reason": _reason(error), "kind": error.kind})
+                if error.kind == RATE_LIMITED:
+                    self._cool_down(provider.name, error.retry_after)
+                if error.retryable or self._not_served(route, cand, error, index, order):
+                    previous = provider.name
+                    now = self.clock()
+                    continue
+                raise UpstreamRejected(provider.name, error, attempts) from None
+            except BaseException:
+                breaker.release(permit)
+                raise
+            return result, cand, permit, attempts, failures, started
+        raise self._exhausted(route, failures, attempts)
+
+    @staticmethod
+    def _not_served(route, cand, error, index, order):
+        # A provider that takes any model name answers 404 for one it does not have;
+        # with more candidates left, that means "try the next", not "the caller erred".
+        return (error.status == 404 and route.wildcard and cand.provider.spec.models is None
+                and index < len(order) - 1)
+
+    @staticmethod
+    def _settle(breaker, permit, error):
+        if error.provider_fault:
+            breaker.record_failure(permit)
+        elif error.kind == CLIENT:
+            breaker.record_success(permit)  # the provider answered; the request was at fault
+        else:
+            breaker.release(permit)
+
+    def _cool_down(self, name, retry_after):
+        seconds = min(MAX_COOLDOWN_SECONDS, retry_after if retry_after is not None else DEFAULT_COOLDOWN_SECONDS)
+        with self._lock:
+            self._cooldown[name] = self.clock() + seconds
+
+    def _exhausted(self, route, failures, attempts):
+        listing = "; ".join(f"{f['provider']}: {f['reason']}" for f in failures) or "no candidates"
+        headers = {"X-BMAD-Attempts": str(attempts)}
+        if attempts == 0:
+            headers["Retry-After"] = str(self._retry_after(route))
+            return ServiceUnavailable(f"no provider could be tried for model '{route.name}': {listing}",
+                                      type="all_providers_unavailable", code="all_providers_unavailable",
+                                      headers=headers)
+        tried = [f for f in failures if f["kind"] != "skipped" and f["kind"] != UNSUPPORTED]
+        if tried and tried[-1]["kind"] == TIMEOUT:
+            return GatewayTimeout(f"every provider failed for model '{route.name}', the last by timing out: "
+                                  f"{listing}", type="upstream_timeout", code="upstream_timeout", headers=headers)
+        return BadGateway(f"every provider failed for model '{route.name}': {listing}",
+                          type="all_providers_failed", code="all_providers_failed", headers=headers)
+
+    def _retry_after(self, route):
+        now = self.clock()
+        waits = []
+        for c in route.candidates:
+            until = self._cooldown.get(c.provider.name)
+            if until is not None and until > now:
+                waits.append(until - now)
+            breaker = self.breakers[c.provider.name]
+            if breaker.state is State.OPEN:
+                waits.append(breaker.recovery_seconds)
+        return max(1, int(min(waits) + 0.999)) if waits else 1
+
+    # -- the two ways to call -------------------------------------------------------------------
+
+    def complete(self, chat, *, user=None, request_id=None):
+        """Route one non-streamed chat request; returns a ``Completion`` or raises an ``HTTPError``."""
+        began = time.perf_counter()
+        reply, cand, permit, attempts, failures, started = self._run(
+            chat, lambda provider, model: provider.complete(chat, model), user, request_id)
+        done = time.perf_counter()
+        self.breakers[cand.provider.name].record_success(permit)
+        served = reply.body.get("model") if isinstance(reply.body.get("model"), str) else None
+        cost = self.telemetry.succeeded(cand.provider, cand.model, done - started, reply.prompt_tokens,
+                                        reply.completion_tokens, user, served)
+        return Completion(reply.body, cand.provider.name, cand.model, _usage(reply.prompt_tokens,
+                          reply.completion_tokens), cost, round((done - began) * 1000.0, 3), attempts, failures)
+
+    def stream(self, chat, *, user=None, request_id=None):
+        """Route one streamed chat request up to its first event; returns a ``RoutedStream``."""
+        began = time.perf_counter()
+
+        def open_stream(provider, model):
+            upstream = provider.stream(chat, model)
+            try:
+                upstream.prime()
+            except BaseException:
+                upstream.close()
+                raise
+            return upstream
+
+        upstream, cand, permit, attempts, failures, started = self._run(chat, open_stream, user, request_id)
+        return RoutedStream(self, upstream, cand, permit, attempts, failures, began, started, user, request_id)
+
+    # -- status ---------------------------------------------------------------------------------
+
+    def available(self, name):
+        """True when provider ``name`` would be tried now."""
+        return self._unavailable(self.by_name[name], self.clock()) is None
+
+    def models(self):
+        """``[(id, owner)]``: every alias (owner ``bmad-api``), then every model a provider lists
+        (configured, or from its last health check), each once."""
+        seen = {name: "bmad-api" for name in self.aliases}
+        for p in self.providers:
+            for name in p.spec.models or self.health.snapshot(p.name)["models"] or ():
+                seen.setdefault(name, p.name)
+        return list(seen.items())
+
+    def providers_status(self):
+        """One entry per provider for ``GET /bmad/providers``."""
+        out = []
+        for p in self.providers:
+            health = self.health.snapshot(p.name)
+            last = health["last_check"]
+            entry = {"name": p.name, "type": p.type, "host": p.spec.hostport,
+                     "models": list(p.spec.models or health["models"] or ([] if p.type != "offline" else ["offline"])),
+                     "healthy": health["healthy"], "circuit_state": self.breakers[p.name].state.value,
+                     "last_check": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(last)) if last else None,
+                     "last_error": health["last_error"]}
+            entry.update(self.telemetry.stats[p.name].snapshot())
+            out.append(entry)
+        return out
+
+    def health_summary(self):
+        """``checks.providers`` of ``/bmad/health``: degraded when no provider is available."""
+        now = self.clock()
+        available = [p.name for p in self.providers if self._unavailable(p, now) is None]
+        return {"status": "ok" if available else "degraded", "available": len(available),
+                "total": len(self.providers), "providers": {p.name: p.name in available for p in self.providers}}
+
+    def breaker_states(self):
+        """Provider name -> ``closed`` | ``half_open`` | ``open``."""
+        return {name: b.state.value for name, b in self.breakers.items()}
+
+    def pool_stats(self):
+        """Upstream connection figures: open, idle, in use, created, reused (totals and per provider)."""
+        return self.pool.stats() if self.pool is not None else {}
+
+    def max_timeout(self):
+        """The longest a single provider attempt may take (seconds)."""
+        return max((p.spec.timeout for p in self.providers if p.type != "offline"), default=60.0)
+
+    def _collect(self):
+        now = self.clock()
+        self.telemetry.refresh_gauges({p.name: self._unavailable(p, now) is None for p in self.providers},
+                                      {n: b.state.level for n, b in self.breakers.items()}, self.pool_stats()
+                                      or {"providers": {}})
+
+    def start(self):
+        """Start the background health checks."""
+        self.health.start()
+
+    def close(self):
+        """Stop the health checks and close idle upstream connections."""
+        self.health.stop()
+        if self.pool is not None:
+            self.pool.close()
+
+
+def _reason(error):
+    status = f"HTTP {error.status}: " if error.status else ""
+    return f"{error.kind} ({status}{error.message[:200]})"
+
+
+def _aliases(section, providers):
+    """``models`` config -> alias -> candidates; ``bmad-default`` defaults to every provider in order."""
+    if not isinstance(section, dict):
+        raise ConfigError("config key 'models' must be an object of alias -> list of {provider, model}")
+    by_name = {p.name: p for p in providers}
+    aliases = {}
+    for alias, entries in section.items():
+        where = f"models.{alias}"
+        if not isinstance(entries, list) or not entries:
+            raise ConfigError(f"config key '{where}' must be a non-empty list of {{provider, model}} or "
+                              "'provider/model' strings")
+        candidates = []
+        for i, entry in enumerate(entries):
+            if isinstance(entry, str) and "/" in entry:
+                name, model = entry.split("/", 1)
+            elif isinstance(entry, dict) and set(entry) <= {"provider", "model"}:
+                name, model = entry.get("provider"), entry.get("model")
+            else:
+                raise ConfigError(f"config key '{where}[{i}]' must be {{\"provider\", \"model\"}} or 'provider/model'")
+            if name not in by_name:
+                raise ConfigError(f"config key '{where}[{i}]' names provider {name!r}, which is not configured "
+                                  f"(configured: {', '.join(by_name)})")
+            if not isinstance(model, str) or not model:
+                raise ConfigError(f"config key '{where}[{i}].model' must be a model name")
+            candidates.append(Candidate(by_name[name], model))
+        aliases[alias] = candidates
+    if DEFAULT_ALIAS not in aliases:
+        aliases[DEFAULT_ALIAS] = [Candidate(p, (p.spec.models or (p.default_model,))[0]) for p in providers]
+    return aliases
+
+
+def _strategies(routing):
+    strategy = routing.get("strategy", "round_robin")
+    if strategy not in STRATEGIES:
+        raise ConfigError(f"config key 'routing.strategy' must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+    per_model = routing.get("per_model", {})
+    if not isinstance(per_model, dict):
+        raise ConfigError("config key 'routing.per_model' must be an object of alias -> strategy")
+    for alias, value in per_model.items():
+        if value not in STRATEGIES:
+            raise ConfigError(f"config key 'routing.per_model.{alias}' must be one of {', '.join(STRATEGIES)}")
+    return strategy, dict(per_model)
+
+
+def error_event(error):
+    """The SSE event that ends a stream whose upstream failed after the first byte."""
+    body = {"error": {"message": f"the upstream failed mid-stream: {error.message}", "type": "upstream_error",
+                      "param": None, "code": error.kind}}
+    return b"data: " + json.dumps(body, separators=(",", ":")).encode("utf-8") + b"\n\n"
+
+
+class RoutedStream:
+    """A streamed completion under way: iterate it for the SSE bytes.
+
+    ``provider``, ``model``, ``attempts`` and ``failures`` are known from the
+    start; ``usage``, ``cost_usd``, ``latency_ms`` and ``outcome`` once the
+    stream ended (or the client went away and ``close()`` was called). An
+    upstream failure after the first event ends the stream with an error
+    event instead of ``[DONE]``.
+    """
+
+    def __init__(self, router, upstream, cand, permit, attempts, failures, began, started, user, request_id):
+        self.router = router
+        self.upstream = upstream
+        self.candidate = cand
+        self.permit = permit
+        self.provider = cand.provider.name
+        self.model = cand.model
+        self.attempts = attempts
+        self.failures = failures
+        self.began = began
+        self.started = started
+        self.user = user
+        self.request_id = request_id
+        self.usage = None
+        self.cost_usd = 0.0
+        self.latency_ms = None
+        self.outcome = None
+        self._gen = None
+
+    def headers(self):
+        """The ``X-BMAD-*`` response headers."""
+        return {"X-BMAD-Provider": self.provider, "X-BMAD-Model": self.model, "X-BMAD-Attempts": str(self.attempts)}
+
+    def __iter__(self):
+        if self._gen is None:
+            self._gen = self._relay()
+        return self._gen
+
+    def _relay(self):
+        try:
+            for event in self.upstream:
+                yield event
+        except ProviderError as error:
+            self._finish(error)
+            yield error_event(error)
+            return
+        except GeneratorExit:
+            self._finish(None, closed=True)
+            raise
+        except BaseException as error:
+            self._finish(ProviderError("connection_error", f"{type(error).__name__}"))
+            raise
+        self._finish(None)
+
+    def close(self):
+        """End the stream (the client is gone, or it was read to the end)."""
+        if self._gen is not None:
+            self._gen.close()
+        if self.outcome is None:
+            self._finish(None, closed=True)
+
+    def _finish(self, error, closed=False):
+        if self.outcome is not None:
+            return
+        router, cand, upstream = self.router, self.candidate, self.upstream
+        done = time.perf_counter()
+        upstream.close()
+        prompt, completion = upstream.prompt_tokens, upstream.completion_tokens
+        breaker = router.breakers[cand.provider.name]
+        if error is None:
+            if closed and not upstream.finished:
+                breaker.release(self.permit)
+                self.outcome = "client_closed"
+            else:
+                breaker.record_success(self.permit)
+                self.outcome = "success"
+            self.cost_usd = router.telemetry.succeeded(cand.provider, cand.model, done - self.started, prompt,
+                                                       completion, self.user, status=self.outcome)
+        else:
+            LLMRouter._settle(breaker, self.permit, error)
+            self.outcome = "error"
+            self.cost_usd = router.telemetry.failed(cand.provider, cand.model, error, done - self.started, self.user,
+                                                    self.request_id, prompt, completion)
+        self.usage = _usage(prompt, completion)
+        self.latency_ms = round((done - self.began) * 1000.0, 3)
