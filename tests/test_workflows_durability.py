@@ -11,7 +11,7 @@ import pytest
 from tests.fakes.upstream import FakeUpstream
 from tests.proc import ServerProcess
 from tests.workflow_support import (ROUTER_WIRED, provider_config, reply_for, start_run, start_with_upstreams,
-                                    step_of, steps_by_id, wait_run, write_catalog)
+                                    step_of, wait_chat, wait_run, write_catalog)
 
 
 @pytest.fixture
@@ -46,7 +46,7 @@ def test_graceful_stop_finishes_running_steps_and_the_restart_resumes(start_app,
     service = start_with_upstreams(start_app, [upstream], {"catalog_dir": catalog})
     client = client_for(service)
     run_id = start_run(client)
-    upstream.wait_for_requests(3, timeout=5)  # a answered; b and c are with the model
+    wait_chat(upstream, 3)  # a answered; b and c are with the model
     client.close()
     service.stop(drain_seconds=5)
     # b and c were allowed to finish; d was never started
@@ -120,7 +120,7 @@ def test_kill_9_mid_run_then_restart_completes_without_repeating_succeeded_steps
         status, body = _post(port, "/bmad/workflows/diamond/runs", {"inputs": {"idea": "durable"}})
         assert status == 202, body
         run_id = body["run_id"]
-        upstream.wait_for_requests(3, timeout=10)  # a answered and committed; b and c are in flight
+        wait_chat(upstream, 3)  # a answered and committed; b and c are in flight
         first.proc.kill()
         first.wait()
     finally:

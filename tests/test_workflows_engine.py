@@ -4,7 +4,7 @@ import pytest
 
 from tests.fakes.upstream import FakeUpstream
 from tests.workflow_support import (DIAMOND, reply_for, start_run, start_with_upstreams, step_of, steps_by_id,
-                                    wait_run, write_catalog)
+                                    wait_chat, wait_run, write_catalog)
 
 
 @pytest.fixture
@@ -114,7 +114,7 @@ def test_cancel_while_queued_and_while_running(start_app, client_for, upstream, 
     service = start_with_upstreams(start_app, [upstream], {"catalog_dir": catalog, "workflows": {"workers": 1}})
     client = client_for(service)
     first = start_run(client)
-    upstream.wait_for_requests(1)  # step a of the first run is with the model
+    wait_chat(upstream, 1)  # step a of the first run is with the model
     second = start_run(client)
     assert client.get(f"/bmad/runs/{second}").json["run"]["state"] == "queued"
 
@@ -167,7 +167,7 @@ def test_queue_full_answers_503_with_retry_after(start_app, client_for, upstream
                                                            "workflows": {"workers": 1, "queue_limit": 1}})
     client = client_for(service)
     running = start_run(client)
-    upstream.wait_for_requests(1)
+    wait_chat(upstream, 1)
     queued = start_run(client)
     resp = client.post("/bmad/workflows/diamond/runs", {"inputs": {"idea": "x"}})
     assert resp.status == 503 and resp.getheader("Retry-After") == "5"

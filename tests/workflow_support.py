@@ -37,6 +37,16 @@ def write_catalog(directory, workflow_id="diamond", steps=DIAMOND, gate=None):
     return str(directory)
 
 
+def wait_chat(upstream, n, timeout=10):
+    """Wait until ``upstream`` has received ``n`` chat calls (health checks of the models list do not count)."""
+    import time
+    deadline = time.monotonic() + timeout
+    while sum(r.route == "chat" for r in upstream.requests) < n:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the upstream did not get {n} chat calls in {timeout} s")
+        time.sleep(0.005)
+
+
 def step_of(rec):
     """Which test step a recorded upstream chat request belongs to (from its system message)."""
     system = rec.json["messages"][0]["content"]
