@@ -21,10 +21,10 @@ def record_fixture(app, clock):
                                            cost_usd=0.01, status="success", provider="openai-primary")),
         (A0 + 3740, "workflow_started", dict(user_id="alice", workflow="greenfield-service", run_id="r1")),
         (A0 + 3750, "workflow_step_completed", dict(user_id="alice", workflow="greenfield-service", run_id="r1",
-                                                    step="s1", tool="analyst", latency_ms=100, status="succeeded",
+                                                    step="prd", tool="analyst", latency_ms=100, status="succeeded",
                                                     prompt_tokens=10, completion_tokens=20, cost_usd=0.01)),
         (A0 + 3760, "workflow_step_completed", dict(user_id="alice", workflow="greenfield-service", run_id="r1",
-                                                    step="s2", tool="pm", duration_ms=200, status="failed")),
+                                                    step="brief", tool="pm", duration_ms=200, status="failed")),
         (A0 + 3770, "workflow_failed", dict(user_id="alice", workflow="greenfield-service", run_id="r1",
                                             duration_ms=1000, error_type="step_failed")),
         (A0 + 4000, "api_request", dict(user_id="bob", route="/bmad/tools", method="GET", status=500, latency_ms=40,
@@ -182,11 +182,11 @@ def test_workflow_report(fixture_service):
     w = resp.json["workflow"]
     assert (w["executions"], w["completed"], w["failed"], w["success_rate"]) == (2, 1, 1, 0.5)
     assert w["avg_duration_ms"] == 2000.0 and w["p95_duration_ms"] == 3000.0
-    assert w["steps"] == [
-        {"step": "s1", "tool": "analyst", "executions": 1, "failures": 0, "avg_duration_ms": 100.0,
-         "prompt_tokens": 10, "completion_tokens": 20, "total_tokens": 30, "cost_usd": 0.01},
-        {"step": "s2", "tool": "pm", "executions": 1, "failures": 1, "avg_duration_ms": 200.0,
+    assert w["steps"] == [  # in the catalog's order (brief before prd), not the order they ran in
+        {"step": "brief", "tool": "pm", "executions": 1, "failures": 1, "avg_duration_ms": 200.0,
          "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0, "cost_usd": 0.0},
+        {"step": "prd", "tool": "analyst", "executions": 1, "failures": 0, "avg_duration_ms": 100.0,
+         "prompt_tokens": 10, "completion_tokens": 20, "total_tokens": 30, "cost_usd": 0.01},
     ]
     trend = {d["date"]: d for d in w["daily_trend"]}
     assert trend["2023-11-09"] == {"date": "2023-11-09", "started": 1, "completed": 0, "failed": 1}

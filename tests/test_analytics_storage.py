@@ -17,9 +17,9 @@ def test_database_file_is_wal_and_migrations_are_recorded(start_app, client_for,
     assert db_rows(service, "PRAGMA journal_mode") == [("wal",)]
     names = [r[0] for r in db_rows(service, "SELECT name FROM schema_migrations ORDER BY name")]
     assert names == ["0001_events", "0002_daily_rollup", "0003_sessions_and_users", "0004_total_tokens",
-                     "0005_index_sessions_by_start", "0006_index_for_reports"]
+                     "0005_index_sessions_by_start", "0006_index_for_reports", "0007_roll_up_steps"]
     indexes = {r[0] for r in db_rows(service, "SELECT name FROM sqlite_master WHERE type = 'index'")}
-    assert {"events_ts", "events_type_ts", "events_user_type_ts", "events_workflow_ts",
+    assert {"events_ts", "events_type_ts", "events_user_type_ts", "events_workflow_type_ts",
             "events_provider_type_ts"} <= indexes
     busy = service.app.analytics.store.write_conn.execute("PRAGMA busy_timeout").fetchone()[0]
     assert busy >= 1000
@@ -211,3 +211,18 @@ def test_reads_use_read_only_connections(start_app):
             assert "readonly" in str(e)
         else:
             raise AssertionError("a report connection could write")
+
+
+def test_a_new_migration_folds_existing_step_events_into_the_rollup(tmp_path):
+    from bmad.analytics.store import MIGRATIONS, migrate
+    conn = sqlite3.connect(str(tmp_path / "old.db"), isolation_level=None)
+    migrate(conn, migrations=MIGRATIONS[:6])  # a database from before 0007
+    conn.execute("INSERT INTO events (ts, type, workflow, step, tool, error, latency_ms, total_tokens) VALUES "
+                 "(?, 'workflow_step_completed', 'story-cycle', 'draft', 'sm', 0, 10.0, 5), "
+                 "(?, 'workflow_step_completed', 'story-cycle', 'draft', 'sm', 1, 30.0, NULL)", (T0, T0 + 1))
+    assert migrate(conn) == ["0007_roll_up_steps"]
+    rows = conn.execute("SELECT day, key, events, errors, latency_sum, latency_count, total_tokens FROM daily_rollup "
+                        "WHERE dim = 'step'").fetchall()
+    assert rows == [(19700, "story-cycle\x1fdraft\x1fsm", 2, 1, 40.0, 2, 5)]
+    assert migrate(conn) == []
+    conn.close()

@@ -129,10 +129,10 @@ class Analytics:
         with self.store.reading() as conn:
             return entities.user_report(conn, self.clock(), days, user_id)
 
-    def workflow(self, name, days):
-        """One workflow's report."""
+    def workflow(self, name, days, step_order=()):
+        """One workflow's report, its steps listed in ``step_order`` (the catalog's)."""
         with self.store.reading() as conn:
-            return entities.workflow_report(conn, self.clock(), days, name)
+            return entities.workflow_report(conn, self.clock(), days, name, step_order)
 
     def provider(self, name, days):
         """One provider's report."""

@@ -8,6 +8,7 @@ with no data where that means "never seen". Every query is parameterized.
 """
 
 from .reports import ZERO, DayRange, date_of, iso, mean, percentile, provider_counts, ratio
+from .rollup import STEP_SEP
 
 
 def user_report(conn, now, days, user_id):
@@ -69,26 +70,28 @@ def _totals(by_day, type):
     return total
 
 
-def workflow_report(conn, now, days, workflow):
-    """The report for one workflow (the caller checks that the catalog has it)."""
+def workflow_report(conn, now, days, workflow, step_order=()):
+    """The report for one workflow (the caller checks that the catalog has it); steps in ``step_order``."""
     r = DayRange(now, days)
     types = ("workflow_started", "workflow_completed", "workflow_failed")
     by_day = _rollup_by_day(conn, "workflow", workflow, r, types)
     started, completed, failed = (_totals(by_day, t) for t in types)
     durations = [row[0] for row in conn.execute(
-        "SELECT latency_ms FROM events WHERE workflow = ? AND ts >= ? "
-        "AND type IN ('workflow_completed', 'workflow_failed') AND latency_ms IS NOT NULL ORDER BY latency_ms",
-        (workflow, r.start_ts))]
+        "SELECT latency_ms FROM events WHERE workflow = ? AND type IN ('workflow_completed', 'workflow_failed') "
+        "AND ts >= ? AND latency_ms IS NOT NULL ORDER BY latency_ms", (workflow, r.start_ts))]
+    prefix = workflow + STEP_SEP
     steps = []
-    for step, tool, count, failures, lat_sum, lat_n, prompt, completion, total, cost in conn.execute(
-            "SELECT step, tool, COUNT(*), SUM(error), SUM(latency_ms), COUNT(latency_ms), "
-            "SUM(COALESCE(prompt_tokens, 0)), SUM(COALESCE(completion_tokens, 0)), SUM(COALESCE(total_tokens, 0)), "
-            "SUM(COALESCE(cost_usd, 0)) "
-            "FROM events WHERE workflow = ? AND ts >= ? AND type = 'workflow_step_completed' "
-            "GROUP BY step, tool ORDER BY MIN(ts)", (workflow, r.start_ts)):
-        steps.append({"step": step, "tool": tool, "executions": count, "failures": failures,
-                      "avg_duration_ms": mean(lat_sum or 0.0, lat_n), "prompt_tokens": prompt,
+    for key, count, failures, prompt, completion, cost, lat_sum, lat_n, total in conn.execute(
+            "SELECT key, SUM(events), SUM(errors), SUM(prompt_tokens), SUM(completion_tokens), SUM(cost_usd), "
+            "SUM(latency_sum), SUM(latency_count), SUM(total_tokens) FROM daily_rollup WHERE dim = 'step' "
+            "AND day BETWEEN ? AND ? AND type = 'workflow_step_completed' AND key >= ? AND key < ? GROUP BY key",
+            (r.first, r.last, prefix, workflow + chr(ord(STEP_SEP) + 1))):
+        step, tool = key[len(prefix):].rsplit(STEP_SEP, 1)
+        steps.append({"step": step, "tool": tool or None, "executions": count, "failures": failures,
+                      "avg_duration_ms": mean(lat_sum, lat_n), "prompt_tokens": prompt,
                       "completion_tokens": completion, "total_tokens": total, "cost_usd": round(cost, 6)})
+    order = {step_id: i for i, step_id in enumerate(step_order)}
+    steps.sort(key=lambda s: (order.get(s["step"], len(order)), s["step"], s["tool"] or ""))
     ended = completed[0] + failed[0]
     return {
         "workflow": workflow, "days": days, "executions": started[0], "completed": completed[0],

@@ -29,14 +29,16 @@ class Window:
         epoch = int(ts // self.bucket)
         i = epoch % self.size
         if self._epochs[i] != epoch:
-            self._epochs[i] = epoch
-            self._values[i] = [0] * self.width
+            self._reset(i, epoch)
         return i
+
+    def _reset(self, i, epoch):
+        self._epochs[i] = epoch
+        self._values[i] = [0] * self.width
 
     def add(self, ts, *values):
         """Add ``values`` at time ``ts``."""
-        i = self._slot(ts)
-        bucket = self._values[i]
+        bucket = self._values[self._slot(ts)]
         for j, value in enumerate(values):
             bucket[j] += value
 
@@ -65,17 +67,17 @@ class SampledWindow(Window):
         self._kept = [[] for _ in range(self.size)]
         self._rng = rng or random.Random(0)
 
-    def _slot(self, ts):
-        epoch = int(ts // self.bucket)
-        i = epoch % self.size
-        if self._epochs[i] != epoch:
-            self._seen[i] = 0
-            self._kept[i] = []
-        return super()._slot(ts)
+    def _reset(self, i, epoch):
+        super()._reset(i, epoch)
+        self._seen[i] = 0
+        self._kept[i] = []
 
-    def observe(self, ts, sample):
-        """Keep ``sample`` for percentile estimates at time ``ts``."""
+    def observe(self, ts, sample, *values):
+        """Keep ``sample`` for percentile estimates at time ``ts``, and add ``values`` to the sums."""
         i = self._slot(ts)
+        bucket = self._values[i]
+        for j, value in enumerate(values):
+            bucket[j] += value
         self._seen[i] += 1
         kept = self._kept[i]
         if len(kept) < self.samples:
@@ -113,8 +115,7 @@ class RealTime:
         if latency_ms is None:
             self.responses.add(ts, 1, error, 0.0)
         else:
-            self.responses.add(ts, 1, error, latency_ms)
-            self.responses.observe(ts, latency_ms)
+            self.responses.observe(ts, latency_ms, 1, error, latency_ms)
 
     def user_seen(self, ts, user):
         """Note ``user`` as active at ``ts``."""

@@ -26,7 +26,7 @@ PROMPT = _OFF + INDEX["prompt_tokens"]
 COMPLETION = _OFF + INDEX["completion_tokens"]
 COST = _OFF + INDEX["cost_usd"]
 WORKFLOW_ENDS = frozenset({"workflow_completed", "workflow_failed"})
-DROP_REASONS = ("queue_full", "write_error", "invalid_type", "closed")
+DROP_REASONS = ("queue_full", "write_error", "invalid_type", "record_error", "closed")
 
 
 def time_ordered_id(ts):
@@ -89,8 +89,8 @@ class Recorder:
         """Record one event of ``type``; never blocks, never raises."""
         try:
             self._record(type, fields)
-        except Exception:
-            self.count_dropped(1, "invalid_type")
+        except Exception:  # a bug here must never reach the request that is being answered
+            self.count_dropped(1, "record_error")
 
     def _record(self, type, fields):
         if type not in EVENT_TYPES:
@@ -99,6 +99,7 @@ class Recorder:
         ts = self.clock()
         row = normalize(type, ts, fields)
         user = row[USER]
+        row[SESSION] = None  # assigned here, never taken from the caller
         # One short critical section, no I/O: put_nowait never waits.
         with self._lock:
             live = self.live

@@ -19,7 +19,11 @@ DIMENSIONS = tuple((dim, INDEX[column]) for dim, column in (
 # Users are rolled up across all types (type '*'): one row per active user and day is all that
 # distinct-user counts (DAU, MAU) need, and it keeps that part of the table small.
 ANY_TYPE = "*"
+# Workflow steps are rolled up under dim 'step', key "workflow<SEP>step<SEP>tool", so one workflow's
+# steps are one key range and the per-step report needs no raw events.
+STEP_SEP = "\x1f"
 
+WORKFLOW_I, STEP_I, TOOL_I = INDEX["workflow"], INDEX["step"], INDEX["tool"]
 TS, TYPE = 0, 1
 _OFF = 2  # row = [ts, type, *columns, extra]
 USER = _OFF + INDEX["user_id"]
@@ -49,6 +53,11 @@ UPSERT_USER = """INSERT INTO users (user_id, first_seen, last_seen) VALUES (?, ?
     last_seen = max(last_seen, excluded.last_seen)"""
 
 
+def step_key(workflow, step, tool):
+    """The rollup key of one workflow step (and the tool it ran)."""
+    return f"{workflow}{STEP_SEP}{step}{STEP_SEP}{tool or ''}"
+
+
 class Batch:
     """The rollup, session and user changes of one batch of event rows."""
 
@@ -73,6 +82,10 @@ class Batch:
                 value = columns[i]
                 if value is not None:
                     keys.append((dim, day, type, str(value)))
+            if type == "workflow_step_completed":
+                workflow, step = columns[WORKFLOW_I], columns[STEP_I]
+                if workflow is not None and step is not None:
+                    keys.append(("step", day, type, step_key(workflow, step, columns[TOOL_I])))
             for key in keys:
                 acc = rollup.get(key)
                 if acc is None:

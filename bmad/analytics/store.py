@@ -81,6 +81,21 @@ def _index_for_reports(conn):
                  "WHERE provider IS NOT NULL")
 
 
+def _roll_up_steps(conn):
+    # The workflow report's per-step figures move to the rollup (dim 'step'); existing events are
+    # folded in here so the report stays complete for data recorded before this migration.
+    conn.execute("""INSERT INTO daily_rollup (dim, day, type, key, events, errors, prompt_tokens,
+        completion_tokens, cost_usd, latency_sum, latency_count, total_tokens)
+        SELECT 'step', CAST(ts / 86400 AS INTEGER), type, workflow || char(31) || step || char(31) || coalesce(tool, ''),
+        COUNT(*), SUM(error), SUM(coalesce(prompt_tokens, 0)), SUM(coalesce(completion_tokens, 0)),
+        SUM(coalesce(cost_usd, 0)), SUM(coalesce(latency_ms, 0)), COUNT(latency_ms), SUM(coalesce(total_tokens, 0))
+        FROM events WHERE type = 'workflow_step_completed' AND workflow IS NOT NULL AND step IS NOT NULL
+        GROUP BY 2, 4""")
+    conn.execute("DROP INDEX events_workflow_ts")
+    conn.execute("CREATE INDEX events_workflow_type_ts ON events(workflow, type, ts, latency_ms) "
+                 "WHERE workflow IS NOT NULL")
+
+
 # Ordered and append-only: a released migration is never edited, only followed by a new one.
 MIGRATIONS = (
     ("0001_events", _create_events),
@@ -89,6 +104,7 @@ MIGRATIONS = (
     ("0004_total_tokens", _add_total_tokens),
     ("0005_index_sessions_by_start", _index_sessions_by_start),
     ("0006_index_for_reports", _index_for_reports),
+    ("0007_roll_up_steps", _roll_up_steps),
 )
 
 

@@ -83,9 +83,11 @@ def workflow(req):
     """GET /bmad/analytics/workflow/{workflow_name}"""
     engine = _engine(req)
     name = req.params["workflow_name"]
-    if name not in req.app.catalog.workflows:
+    definition = req.app.catalog.workflows.get(name)
+    if definition is None:
         raise NotFound(f"unknown workflow '{name}'", type="workflow_not_found")
-    return {"status": "success", "workflow": engine.workflow(name, _days(req, engine))}
+    step_order = [step["id"] for step in definition["steps"]]
+    return {"status": "success", "workflow": engine.workflow(name, _days(req, engine), step_order)}
 
 
 def provider(req):
