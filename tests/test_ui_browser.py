@@ -310,6 +310,7 @@ def test_wrong_key_is_rejected_and_the_right_key_loads(open_page):
         error = w.page.locator("#auth-error")
         error.wait_for(state="visible", timeout=WAIT_MS)
         assert "rejected" in error.inner_text()
+        _screenshot(w.page, "auth-rejected-1280.png")
         assert w.page.evaluate("sessionStorage.getItem('bmad.apiKey')") is None
         key_input.fill(RIGHT_KEY)
         w.page.click("#auth-form button[type=submit]")
@@ -368,6 +369,29 @@ def test_greenfield_service_from_the_form_runs_to_readable_artifacts(server, ups
     w.page.click("#runs-filters button[type=submit]")
     w.page.wait_for_selector(f"#run-list tr[data-run='{run_id}']", state="detached", timeout=WAIT_MS)
     assert w.page.locator("#run-approve").is_disabled() and w.page.locator("#run-cancel").is_disabled()
+    w.assert_clean()
+
+
+def test_approve_and_cancel_buttons_drive_a_gated_run(server, open_page):
+    if not _has_route(server, "POST", "/bmad/runs/{run_id}/approve"):
+        pytest.skip("the workflow engine is not installed: no POST /bmad/runs/{run_id}/approve route")
+    w = open_page()
+    w.page.goto(server.url + "/bmad/ui#workflows")
+    w.page.wait_for_selector("#workflow-catalog .catalog")
+    w.page.click("#workflow-catalog button[data-id=greenfield-service]")
+    w.page.fill("#workflow-form textarea[data-input=idea]", "A gated run")
+    w.page.check("#workflow-form input[name=approvals]")
+    run = "#run-view section[data-run]"
+    for action, final in (("#run-approve", "succeeded"), ("#run-cancel", "cancelled")):
+        w.page.click("#workflow-form button[type=submit]")
+        w.page.wait_for_selector(f"{run}[data-state=waiting_approval]", timeout=WAIT_MS)
+        states = dict(w.page.eval_on_selector_all("#run-view tr[data-step]", "rows => rows.map(r => [r.dataset.step, r.dataset.state])"))
+        assert states["brief"] == states["prd"] == "succeeded" and states["stories"] == "pending"
+        assert w.page.locator("#run-view .badge.run-state").inner_text() == "waiting for approval"
+        assert w.page.locator("#run-approve").is_enabled() and w.page.locator("#run-cancel").is_enabled()
+        w.page.click(action)
+        w.page.wait_for_selector(f"{run}[data-state={final}]", timeout=WAIT_MS)
+        assert w.page.locator("#run-approve").is_disabled()
     w.assert_clean()
 
 

@@ -54,7 +54,7 @@ export async function request(method, path, body) {
     const err = (data && (data.error || data)) || {};
     const message = typeof err.message === "string" ? err.message : `${method} ${path} answered ${resp.status}`;
     const error = new ApiError(resp.status, err.type || `http_${resp.status}`, message, path);
-    if (resp.status === 401 && unauthorizedHandler) unauthorizedHandler(error);
+    if (resp.status === 401 && unauthorizedHandler) unauthorizedHandler(error, key);
     throw error;
   }
   return data !== null ? data : text;

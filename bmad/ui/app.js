@@ -35,6 +35,7 @@ function showView(id) {
 }
 
 async function refresh() {
+  if (state.authOpen) return;  // waiting for a key; submitting one refreshes
   if (state.busy) { state.again = true; return; }
   state.busy = true;
   state.again = false;
@@ -71,6 +72,7 @@ function setPaused(paused) {
 function showAuth(message, isError) {
   state.authOpen = true;
   $("auth").hidden = false;
+  $("main").hidden = true;  // nothing behind the prompt can load without a key
   const err = $("auth-error");
   err.hidden = !isError;
   err.textContent = isError ? message : "";
@@ -81,13 +83,15 @@ function showAuth(message, isError) {
 function hideAuth() {
   state.authOpen = false;
   $("auth").hidden = true;
+  $("main").hidden = false;
   $("auth-error").hidden = true;
 }
 
-function onUnauthorized(error) {
-  if (api.getKey()) {
+function onUnauthorized(error, sentKey) {
+  if (sentKey !== api.getKey()) return;  // an answer to a request sent with an older key
+  if (sentKey) {
     api.setKey("");
-    showAuth(`The API key was rejected: ${error.message}. Enter a valid key.`, true);
+    showAuth(`The API key was rejected by the server (${error.message}). Check it and enter it again.`, true);
   } else if (!state.authOpen) {
     showAuth("This server requires an API key. Enter it once; it is kept in this tab only and sent as a Bearer token.", false);
   }
