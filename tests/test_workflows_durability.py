@@ -10,7 +10,7 @@ import pytest
 
 from tests.fakes.upstream import FakeUpstream
 from tests.proc import ServerProcess
-from tests.workflow_support import (ROUTER_WIRED, provider_config, reply_for, start_run, start_with_upstreams,
+from tests.workflow_support import (provider_config, reply_for, start_run, start_with_upstreams,
                                     step_of, wait_chat, wait_run, write_catalog)
 
 
@@ -106,7 +106,6 @@ def _get(port, path):
     return resp.status, data
 
 
-@pytest.mark.skipif(not ROUTER_WIRED, reason="needs the provider router's 'providers' config to reach the fake")
 def test_kill_9_mid_run_then_restart_completes_without_repeating_succeeded_steps(upstream, tmp_path):
     catalog = write_catalog(tmp_path / "catalog")
     data_dir = tmp_path / "data"

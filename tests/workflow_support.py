@@ -3,10 +3,6 @@
 import json
 from pathlib import Path
 
-from bmad.config import load_defaults
-
-ROUTER_WIRED = "providers" in load_defaults()
-
 STATUS_BLOCK = '```json\n{"status": "complete", "assumptions": ["a1"], "open_questions": []}\n```'
 
 # A diamond: a -> (b, c) -> d. b and c consume only a, so they run side by side.
@@ -67,45 +63,9 @@ def provider_config(*upstreams):
             "routing": {"strategy": "priority"}}
 
 
-class DirectExecutor:
-    """Stand-in for the provider router until it is wired into the app: OpenAI chat calls with failover."""
-
-    def __init__(self, upstreams):
-        self.upstreams = upstreams
-
-    def execute(self, model, messages, user, request_id, tool=None):
-        import http.client
-        from bmad.workflows.executor import StepError, StepResult
-        errors = []
-        for i, up in enumerate(self.upstreams):
-            conn = http.client.HTTPConnection("127.0.0.1", up.port, timeout=10)
-            try:
-                conn.request("POST", "/v1/chat/completions", json.dumps({"model": model, "messages": messages}),
-                             {"Content-Type": "application/json", "Authorization": "Bearer sk-test"})
-                resp = conn.getresponse()
-                body = resp.read()
-                if resp.status != 200:
-                    errors.append(f"fake{i}: HTTP {resp.status}")
-                    continue
-                data = json.loads(body)
-                return StepResult(data["choices"][0]["message"]["content"], f"fake{i}", data["model"],
-                                  data["usage"]["prompt_tokens"], data["usage"]["completion_tokens"], 0.0, 1.0)
-            except (OSError, ValueError) as e:
-                errors.append(f"fake{i}: {e}")
-            finally:
-                conn.close()
-        raise StepError("; ".join(errors), "bad_gateway")
-
-
 def start_with_upstreams(start_app, upstreams, data=None, **kw):
-    """A started service whose steps go to ``upstreams`` (through the router once it is wired)."""
-    data = dict(data or {})
-    if ROUTER_WIRED:
-        data.update(provider_config(*upstreams))
-    service = start_app(data, **kw)
-    if not ROUTER_WIRED:
-        service.app.workflows.executor = DirectExecutor(upstreams)
-    return service
+    """A started service whose steps go through the router to ``upstreams``, in priority order."""
+    return start_app(dict(data or {}, **provider_config(*upstreams)), **kw)
 
 
 def start_run(client, workflow="diamond", inputs=None, **body):

@@ -52,7 +52,7 @@ def _metrics(registry):
     }
 
 
-def install(app, executor=None):
+def install(app):
     """Build, wire and start the workflow engine of ``app``; returns it."""
     config = app.config
     validate(config, app.catalog)
@@ -69,7 +69,7 @@ def install(app, executor=None):
         # app.events is read per call: the analytics engine may replace it after this runs
         app.events.record(type, **fields)
 
-    engine = Engine(store, app.catalog, executor or AppExecutor(app), config, on_event=on_event, metrics=metrics,
+    engine = Engine(store, app.catalog, AppExecutor(app), config, on_event=on_event, metrics=metrics,
                     logger=app.logger, clock=app.clock)
     app.workflows = engine
     app.health_checks["workflows"] = lambda: {"status": "ok" if store.db.alive else "degraded", **engine.stats()}

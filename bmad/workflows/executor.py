@@ -2,18 +2,14 @@
 
 ``execute(model, messages, user, request_id, tool)`` returns a ``StepResult`` or
 raises ``StepError``. ``AppExecutor`` sends every call through
-``app.completions`` (the provider router: failover, breakers, pricing) and,
-while an app has no completions service, answers like the built-in offline
-provider so the engine still works end to end with no keys.
+``app.completions`` (the provider router: failover, breakers, pricing, and
+the built-in offline provider when no other is configured). Tests swap in
+their own executor to hold a step at a chosen moment.
 """
 
-import hashlib
-import time
-
+from ..auth import Principal
 from ..errors import HTTPError
-
-OFFLINE_STATUS = '```json\n{"status": "partial", "assumptions": ["No language model was called; this is an offline ' \
-                 'placeholder."], "open_questions": ["Configure a provider to get real output."]}\n```'
+from ..providers.base import ChatRequest
 
 
 class StepResult:
@@ -57,38 +53,17 @@ def _text(body):
     return content or ""
 
 
-def offline_text(messages):
-    """A deterministic, clearly marked placeholder answer for ``messages``."""
-    system = messages[0]["content"] if messages else ""
-    user = messages[-1]["content"] if messages else ""
-    role = system.split(".", 1)[0][:200]
-    digest = hashlib.sha256(user.encode("utf-8")).hexdigest()[:12]
-    headings = [line[4:] for line in user.splitlines() if line.startswith("### ")][:20]
-    listed = "\n".join(f"- {name}" for name in headings) or "- (no inputs)"
-    return (f"# Offline draft\n\n> No language model was called: this text comes from the built-in offline "
-            f"provider.\n\n{role}.\n\n## Material received\n\n{listed}\n\nInput fingerprint: `{digest}`.\n\n"
-            f"{OFFLINE_STATUS}\n")
-
-
 class AppExecutor:
-    """Routes each step through ``app.completions`` (looked up per call: it may be installed after us)."""
+    """Routes each step through ``app.completions`` (looked up per call, so it may be installed after us)."""
 
-    def __init__(self, app, monotonic=time.monotonic):
+    def __init__(self, app):
         self.app = app
-        self.monotonic = monotonic
 
     def execute(self, model, messages, user, request_id, tool=None):
         """One routed completion; StepError on failure."""
-        completions = getattr(self.app, "completions", None)
-        began = self.monotonic()
-        if completions is None:
-            return StepResult(offline_text(messages), "offline", "offline",
-                              latency_ms=(self.monotonic() - began) * 1000)
-        from ..auth import Principal
-        from ..providers.base import ChatRequest
         chat = ChatRequest(model, messages, tool={k: tool.get(k) for k in TOOL_FIELDS} if tool else None)
         try:
-            done = completions.complete(chat, Principal(user), request_id=request_id)
+            done = self.app.completions.complete(chat, Principal(user), request_id=request_id)
         except HTTPError as e:
             # An upstream 4xx (unknown model, a refused prompt) fails the same way on every attempt.
             retryable = e.status >= 500 or e.status == 429
