@@ -46,6 +46,42 @@ LOADED = {
 XSS = "<img src=x onerror=alert(1)> and <script>alert(2)</script>"
 RIGHT_KEY = "ui-test-right-key"
 WAIT_MS = 15000
+# WCAG 2.1 contrast of every visible text node against the first opaque background behind it:
+# at least 4.5:1, or 3:1 for large text; disabled controls are exempt.
+LOW_CONTRAST_JS = """() => {
+  const parse = (c) => {
+    const m = /rgba?\\(([^)]+)\\)/.exec(c);
+    if (!m) return null;
+    const p = m[1].split(/[ ,\\/]+/).filter(Boolean).map(Number);
+    return {r: p[0], g: p[1], b: p[2], a: p.length > 3 ? p[3] : 1};
+  };
+  const channel = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
+  const lum = (c) => 0.2126 * channel(c.r) + 0.7152 * channel(c.g) + 0.0722 * channel(c.b);
+  const background = (el) => {
+    for (let e = el; e; e = e.parentElement) {
+      const c = parse(getComputedStyle(e).backgroundColor);
+      if (c && c.a > 0.5) return c;
+    }
+    return {r: 255, g: 255, b: 255, a: 1};
+  };
+  const low = [];
+  const seen = new Set();
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  while (walker.nextNode()) {
+    const el = walker.currentNode.parentElement;
+    if (!walker.currentNode.textContent.trim() || seen.has(el)) continue;
+    seen.add(el);
+    if (!el.getClientRects().length || el.closest("[disabled], [hidden]")) continue;
+    const style = getComputedStyle(el);
+    if (style.visibility === "hidden") continue;
+    const a = lum(parse(style.color)), b = lum(background(el));
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    const size = parseFloat(style.fontSize), bold = parseInt(style.fontWeight, 10) >= 700;
+    const needed = size >= 24 || (bold && size >= 18.66) ? 3 : 4.5;
+    if (ratio < needed) low.push(`${el.tagName.toLowerCase()}.${el.className} '${el.textContent.trim().slice(0, 30)}' ${ratio.toFixed(2)}`);
+  }
+  return low;
+}"""
 
 
 def _serve(data):
@@ -177,6 +213,7 @@ def test_every_view_loads_cleanly_at_desktop_and_phone_width(server, open_page):
             assert w.page.locator("#tabs a[aria-current=page]").inner_text() == label
             overflow = w.page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
             assert overflow <= 0, f"{label} at {width} px is wider than the screen by {overflow} px"
+            assert w.page.evaluate(LOW_CONTRAST_JS) == [], f"{label} at {width} px"
             _screenshot(w.page, f"{name}-{width}.png")
         w.assert_clean()
 
@@ -247,6 +284,24 @@ def test_overview_numbers_match_the_apis(server, open_page):
     assert float(shown["active_users"]) == independent["active_users_5m"]
     # The charts are SVG drawn by the page: one line per series once a sample exists.
     assert w.page.locator("#overview-charts svg.chart-svg path.line").count() >= 3
+    w.assert_clean()
+
+
+def test_analytics_figures_match_the_report_for_the_chosen_period(server, open_page):
+    w = open_page()
+    w.page.goto(server.url + "/bmad/ui#analytics")
+    w.page.wait_for_selector("#analytics-body .tiles")
+    with w.page.expect_response(lambda r: "/bmad/analytics?days=7" in r.url) as info:
+        w.page.select_option("#analytics-days", "7")
+    report = info.value.json()["analytics"]
+    bi = report["business_intelligence"]
+    assert len(bi["usage_trends"]) == 7
+    points = "n => (document.querySelector('[data-chart=trend-requests] path.line')?.getAttribute('d') || '').split(/[ML]/).length - 1"
+    w.page.wait_for_function(f"() => ({points})() === 7", timeout=WAIT_MS)
+    for metric, value in (("dau", bi["dau"]), ("mau", bi["mau"]), ("dau_mau", bi["dau_mau_ratio"]),
+                          ("requests", report["usage"]["requests"]), ("error_rate", bi["error_analysis"]["error_rate"])):
+        assert float(w.page.get_attribute(f"#analytics-body [data-metric={metric}] .tile-value", "data-value")) == value
+    assert w.page.locator("#analytics-body figure[data-chart]").count() == 3
     w.assert_clean()
 
 

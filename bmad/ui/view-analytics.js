@@ -69,12 +69,17 @@ export function createAnalytics(ctx) {
             pairs(errs.by_status), {empty: "No error statuses in this period."}))));
   }
 
+  let latest = 0;
+
   async function refresh() {
+    const ticket = ++latest;  // a slower answer for an earlier period must not overwrite a newer one
     try {
       const data = await ctx.api.get(`/bmad/analytics?days=${encodeURIComponent(period.value)}`);
-      render(data.analytics || {});
+      if (ticket === latest) render(data.analytics || {});
     } catch (e) {
-      fill(body, notice(isMissingRoute(e) ? "warn" : "error", "Analytics unavailable", explain(e, "the analytics report")));
+      if (ticket === latest) {
+        fill(body, notice(isMissingRoute(e) ? "warn" : "error", "Analytics unavailable", explain(e, "the analytics report")));
+      }
     }
   }
 

@@ -216,7 +216,10 @@ export function createWorkflows(ctx) {
 
   // -- the run list --------------------------------------------------------------------------
 
+  let runsTicket = 0;
+
   async function loadRuns() {
+    const ticket = ++runsTicket;  // only the newest list request may render
     const q = new URLSearchParams({limit: "20"});
     if (filterWorkflow.value) q.set("workflow", filterWorkflow.value);
     if (filterState.value) q.set("state", filterState.value);
@@ -227,11 +230,13 @@ export function createWorkflows(ctx) {
     try {
       data = await ctx.api.get(`/bmad/runs?${q}`);
     } catch (e) {
+      if (ticket !== runsTicket) return;
       fill(runsBox, notice(isMissingRoute(e) ? "warn" : "error", "Run list unavailable", isMissingRoute(e)
         ? "This server does not keep workflow runs yet: the workflow engine is not installed (/bmad/runs answered 404)."
         : explain(e, "the run list")));
       return;
     }
+    if (ticket !== runsTicket) return;
     const runs = data.runs || [];
     const pager = h("div", {class: "buttons"});
     if (cursorStack.length > 1) {
