@@ -1,7 +1,10 @@
 """Workflow execution against fake upstreams: parallelism, prompts, models, failover, retries, cancel, gates."""
 
+import threading
+
 import pytest
 
+from tests.conftest import eventually
 from tests.fakes.upstream import FakeUpstream
 from tests.workflow_support import (DIAMOND, reply_for, start_run, start_with_upstreams, step_of, steps_by_id,
                                     wait_chat, wait_run, write_catalog)
@@ -177,3 +180,37 @@ def test_queue_full_answers_503_with_retry_after(start_app, client_for, upstream
     for run_id in (queued, running):
         client.post(f"/bmad/runs/{run_id}/cancel")
     wait_run(client, running)
+
+
+def test_a_failed_attempt_is_retried_and_the_run_goes_on(start_app, client_for, upstream, catalog):
+    upstream.fault("status", times=1, status=500)  # the first call fails once
+    service = start_with_upstreams(start_app, [upstream], {"catalog_dir": catalog})
+    client = client_for(service)
+    run = wait_run(client, start_run(client))
+    assert run["state"] == "succeeded", run
+    s = steps_by_id(run)
+    assert s["a"]["attempts"] == 2 and [s[x]["attempts"] for x in "bcd"] == [1, 1, 1]
+    assert sorted(step_of(r) for r in upstream.requests if r.route == "chat") == ["a", "a", "b", "c", "d"]
+
+
+def test_at_most_workers_runs_execute_at_once(start_app, client_for, catalog):
+    service = start_app({"catalog_dir": catalog, "workflows": {"workers": 2}})
+    engine = service.app.workflows
+    release = threading.Event()
+    inner = engine.executor
+
+    class Held:
+        def execute(self, *args, **kw):
+            release.wait(10)
+            return inner.execute(*args, **kw)
+    engine.executor = Held()
+    client = client_for(service)
+    ids = [start_run(client) for _ in range(3)]
+    try:
+        assert eventually(lambda: engine.stats()["running"] == 2)
+        assert engine.stats()["queued"] == 1
+        states = sorted(client.get(f"/bmad/runs/{run_id}").json["run"]["state"] for run_id in ids)
+        assert states == ["queued", "running", "running"]
+    finally:
+        release.set()
+    assert [wait_run(client, run_id)["state"] for run_id in ids] == ["succeeded"] * 3
