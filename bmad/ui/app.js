@@ -2,7 +2,6 @@
 // pause button, and the API-key prompt.
 
 import * as api from "./api.js";
-import {h} from "./dom.js";
 import {fmtClock} from "./format.js";
 import {createOverview} from "./view-overview.js";
 import {createProviders} from "./view-providers.js";
@@ -13,7 +12,7 @@ import {createTools} from "./view-tools.js";
 const REFRESH_MS = 5000;
 const VIEW_IDS = ["overview", "providers", "analytics", "workflows", "tools"];
 
-const state = {paused: false, timer: null, active: null, views: {}, busy: false, authOpen: false};
+const state = {paused: false, timer: null, active: null, views: {}, busy: false, again: false, authOpen: false};
 const ctx = {api, isPaused: () => state.paused};
 
 function $(id) { return document.getElementById(id); }

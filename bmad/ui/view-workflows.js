@@ -39,7 +39,8 @@ export function createWorkflows(ctx) {
   let lastRendered = "";
   let lastState = "";
   let cursorStack = [null];    // cursors of the run-list pages seen so far
-  const artifactText = new Map();
+  const artifactText = new Map();  // "run/name" -> {text} or {error}; only the shown run's
+  let artifactVersion = 0;
   filters.addEventListener("submit", (e) => { e.preventDefault(); cursorStack = [null]; loadRuns(); });
 
   // -- catalog and start form ----------------------------------------------------------------
@@ -110,6 +111,7 @@ export function createWorkflows(ctx) {
     currentRun = runId;
     lastRendered = "";
     lastState = "";
+    artifactText.clear();
     clearTimeout(runTimer);
     fill(runBox, section("Run", notice("info", `Loading run ${runId}…`)));
     pollRun();
@@ -139,7 +141,7 @@ export function createWorkflows(ctx) {
       await loadArtifacts(run);
       if (runId !== currentRun) return;
       // Re-render only on change, so focus and scroll stay put while a run is idle.
-      const signature = JSON.stringify(run) + artifactText.size;
+      const signature = JSON.stringify(run) + artifactVersion;
       if (signature !== lastRendered) {
         lastRendered = signature;
         renderRun(run);
@@ -155,13 +157,14 @@ export function createWorkflows(ctx) {
   async function loadArtifacts(run) {
     for (const a of run.artifacts || []) {
       const key = `${run.run_id}/${a.name}`;
-      if (artifactText.has(key)) continue;
+      if (artifactText.has(key) && !artifactText.get(key).error) continue;  // failed loads are retried
       try {
         const text = await ctx.api.get(`/bmad/runs/${encodeURIComponent(run.run_id)}/artifacts/${encodeURIComponent(a.name)}`);
         artifactText.set(key, {text: typeof text === "string" ? text : JSON.stringify(text, null, 2)});
       } catch (e) {
         artifactText.set(key, {error: explain(e, `artifact ${a.name}`)});
       }
+      artifactVersion += 1;
     }
   }
 
