@@ -11,7 +11,6 @@ reason, when the route table does not have their routes.
 
 import json
 import re
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -84,8 +83,8 @@ LOW_CONTRAST_JS = """() => {
 }"""
 
 
-def _serve(data):
-    tree = {"server": {"host": "127.0.0.1", "port": 0}, "data_dir": tempfile.mkdtemp(prefix="bmad-ui-"),
+def _serve(data_dir, data):
+    tree = {"server": {"host": "127.0.0.1", "port": 0}, "data_dir": str(data_dir),
             "log_level": "error",
             # The page polls from one client address; these tests load it many times a minute.
             "rate_limits": {"enabled": False}}
@@ -151,8 +150,8 @@ def upstream():
 
 
 @pytest.fixture(scope="module")
-def server(upstream):
-    service = _serve(_provider_config(upstream, "fake-openai"))
+def server(upstream, tmp_path_factory):
+    service = _serve(tmp_path_factory.mktemp("ui-data"), _provider_config(upstream, "fake-openai"))
     yield service
     service.stop(drain_seconds=2)
 
@@ -352,8 +351,8 @@ def test_tool_input_with_markup_renders_as_text(server, open_page):
     w.assert_clean()
 
 
-def test_wrong_key_is_rejected_and_the_right_key_loads(open_page):
-    service = _serve({"auth": {"api_keys": [{"key": RIGHT_KEY, "user": "alice", "role": "admin"}]}})
+def test_wrong_key_is_rejected_and_the_right_key_loads(open_page, tmp_path):
+    service = _serve(tmp_path, {"auth": {"api_keys": [{"key": RIGHT_KEY, "user": "alice", "role": "admin"}]}})
     try:
         w = open_page()
         w.page.goto(service.url + "/bmad/ui")
@@ -450,14 +449,14 @@ def test_approve_and_cancel_buttons_drive_a_gated_run(server, open_page):
     w.assert_clean()
 
 
-def test_failing_provider_shows_circuit_open_after_the_next_refresh(open_page):
-    probe = _serve({})
+def test_failing_provider_shows_circuit_open_after_the_next_refresh(open_page, tmp_path):
+    probe = _serve(tmp_path / "probe", {})
     has_router = _has_route(probe, "GET", "/bmad/providers") and _has_route(probe, "POST", "/v1/chat/completions")
     probe.stop(drain_seconds=1)
     if not has_router:
         pytest.skip("the provider router is not installed: no /bmad/providers or /v1/chat/completions route")
     with FakeUpstream("openai", api_key="sk-test") as up:
-        service = _serve(_provider_config(up, "flaky-openai"))
+        service = _serve(tmp_path / "flaky", _provider_config(up, "flaky-openai"))
         try:
             w = open_page()
             w.page.clock.install()
