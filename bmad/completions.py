@@ -28,7 +28,8 @@ after iteration it knows its ``usage``, ``cost_usd`` and ``latency_ms``.
 import time
 
 from .errors import BadRequest, HTTPError
-from .llm_router import DEFAULT_ALIAS, Completion, RoutedStream  # noqa: F401 (re-exported)
+from .llm_router import DEFAULT_ALIAS
+from .routed import Completion, RoutedStream  # noqa: F401 (re-exported)
 from .prompts import run_messages
 from .providers.base import ChatRequest
 
@@ -50,6 +51,8 @@ def _number(body, name, low, high):
 
 def _positive_int(body, name):
     value = body.get(name)
+    if isinstance(value, float) and value.is_integer():
+        value = body[name] = int(value)  # JSON has one number type: 3.0 is the integer 3
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
         raise BadRequest(f"field '{name}' must be a positive integer", param=name)
 
@@ -74,7 +77,8 @@ def check_messages(messages):
         where = f"messages[{i}]"
         if not isinstance(message, dict):
             raise BadRequest(f"field '{where}' must be an object with role and content", param=where)
-        if message.get("role") not in ROLES:
+        role = message.get("role")
+        if not isinstance(role, str) or role not in ROLES:  # a dict or list role is unhashable: check the type first
             raise BadRequest(f"field '{where}.role' must be one of {', '.join(sorted(ROLES))}", param=f"{where}.role")
         content = message.get("content")
         if content is not None and not isinstance(content, (str, list)):
@@ -155,7 +159,7 @@ class Completions:
     def run_tool(self, tool_id, body, principal=None, *, request_id=None):
         """Run a catalog tool on ``body`` (``input``, ``context``, ``model``); returns ``(answer, Completion)``."""
         tool = self.catalog.tool(tool_id)
-        if body.get("stream") not in (None, False):
+        if body.get("stream") is not None and body.get("stream") is not False:  # identity: 0 == False
             raise BadRequest("tool runs do not stream; use POST /v1/chat/completions with stream for that",
                              param="stream")
         _, _, messages = run_messages(tool, body)

@@ -21,22 +21,21 @@ Methods for the caller: ``complete(chat, user=, request_id=)`` ->
 ``close()``.
 """
 
-import json
 import threading
 import time
 
 from .breaker import CircuitBreaker, State
-from .errors import BadGateway, ConfigError, GatewayTimeout, HTTPError, NotFound, ServiceUnavailable
+from .errors import BadGateway, ConfigError, GatewayTimeout, NotFound, ServiceUnavailable
 from .pool import ConnectionPool
 from .pricing import Pricing
 from .provider_health import ProviderHealth
 from .provider_telemetry import ProviderTelemetry
 from .providers import build_provider
-from .providers.base import CLIENT, TIMEOUT, UNSUPPORTED, ProviderError, RATE_LIMITED
-from .providers.settings import ProviderSpec, load_specs
+from .providers.base import CLIENT, RATE_LIMITED, TIMEOUT, UNSUPPORTED, ProviderError
+from .providers.settings import ProviderSpec, alias_entries, load_specs, routing_strategies
+from .routed import Completion, RoutedStream, UpstreamRejected
 
 DEFAULT_ALIAS = "bmad-default"
-STRATEGIES = ("round_robin", "priority")
 MAX_ROUTES = 1024
 MAX_COOLDOWN_SECONDS = 3600.0
 DEFAULT_COOLDOWN_SECONDS = 1.0
@@ -62,53 +61,6 @@ class Route:
         self.candidates = candidates
         self.strategy = strategy
         self.wildcard = wildcard  # resolved to providers that serve any model
-
-
-class Completion:
-    """A non-streamed completion and where it came from.
-
-    ``body`` is the OpenAI ``chat.completion`` dict; ``usage`` has
-    ``prompt_tokens``, ``completion_tokens``, ``total_tokens``; ``attempts``
-    counts the providers tried; ``failures`` lists ``{provider, model, reason}``
-    for each candidate that failed or was skipped on the way.
-    """
-
-    __slots__ = ("body", "provider", "model", "usage", "cost_usd", "latency_ms", "attempts", "failures")
-
-    def __init__(self, body, provider, model, usage, cost_usd, latency_ms, attempts, failures):
-        self.body = body
-        self.provider = provider
-        self.model = model
-        self.usage = usage
-        self.cost_usd = cost_usd
-        self.latency_ms = latency_ms
-        self.attempts = attempts
-        self.failures = failures
-
-    def headers(self):
-        """The ``X-BMAD-*`` response headers."""
-        return {"X-BMAD-Provider": self.provider, "X-BMAD-Model": self.model, "X-BMAD-Attempts": str(self.attempts)}
-
-    @property
-    def text(self):
-        """The assistant's answer text."""
-        try:
-            content = self.body["choices"][0]["message"].get("content")
-        except (KeyError, IndexError, TypeError, AttributeError):
-            return ""
-        if isinstance(content, list):
-            return "".join(p.get("text", "") for p in content if isinstance(p, dict))
-        return content or ""
-
-
-class UpstreamRejected(HTTPError):
-    """An upstream 4xx the caller caused, passed back with the upstream's status."""
-
-    def __init__(self, provider, error, attempts):
-        super().__init__(f"provider '{provider}' rejected the request (HTTP {error.status}): {error.message}",
-                         type=error.type or "upstream_error", param=error.param, code=error.code,
-                         headers={"X-BMAD-Provider": provider, "X-BMAD-Attempts": str(attempts)})
-        self.status = error.status
 
 
 def _usage(prompt, completion):
@@ -153,8 +105,12 @@ class LLMRouter:
         if not specs:  # nothing configured: every endpoint still works, offline
             specs = [ProviderSpec("offline", "offline")]
         providers = [build_provider(spec, pool, clock) for spec in specs]
-        aliases = _aliases(config.get("models", {}), providers)
-        strategy, per_model = _strategies(routing)
+        by_name = {p.name: p for p in providers}
+        aliases = {alias: [Candidate(by_name[name], model) for name, model in pairs]
+                   for alias, pairs in alias_entries(config.get("models", {}), list(by_name)).items()}
+        if DEFAULT_ALIAS not in aliases:  # every provider in order, each with its first (or default) model
+            aliases[DEFAULT_ALIAS] = [Candidate(p, (p.spec.models or (p.default_model,))[0]) for p in providers]
+        strategy, per_model = routing_strategies(routing)
         breaker = config.get("circuit_breaker", {})
         threshold, recovery = breaker.get("failure_threshold", 5), breaker.get("recovery_seconds", 120.0)
         interval = config.get("health_checks", {}).get("interval_seconds", 300.0)
@@ -274,7 +230,7 @@ class LLMRouter:
                 result = call(provider, cand.model)
             except ProviderError as error:
                 elapsed = time.perf_counter() - started
-                self._settle(breaker, permit, error)
+                self.settle(breaker, permit, error)
                 if error.kind == UNSUPPORTED:
                     attempts -= 1
                     failures.append({"provider": provider.name, "model": cand.model, "reason": error.message,
@@ -304,7 +260,8 @@ class LLMRouter:
                 and index < len(order) - 1)
 
     @staticmethod
-    def _settle(breaker, permit, error):
+    def settle(breaker, permit, error):
+        """Report a failed attempt to the provider's breaker, by what kind of failure it was."""
         if error.provider_fault:
             breaker.record_failure(permit)
         elif error.kind == CLIENT:
@@ -444,141 +401,3 @@ class LLMRouter:
 def _reason(error):
     status = f"HTTP {error.status}: " if error.status else ""
     return f"{error.kind} ({status}{error.message[:200]})"
-
-
-def _aliases(section, providers):
-    """``models`` config -> alias -> candidates; ``bmad-default`` defaults to every provider in order."""
-    if not isinstance(section, dict):
-        raise ConfigError("config key 'models' must be an object of alias -> list of {provider, model}")
-    by_name = {p.name: p for p in providers}
-    aliases = {}
-    for alias, entries in section.items():
-        where = f"models.{alias}"
-        if not isinstance(entries, list) or not entries:
-            raise ConfigError(f"config key '{where}' must be a non-empty list of {{provider, model}} or "
-                              "'provider/model' strings")
-        candidates = []
-        for i, entry in enumerate(entries):
-            if isinstance(entry, str) and "/" in entry:
-                name, model = entry.split("/", 1)
-            elif isinstance(entry, dict) and set(entry) <= {"provider", "model"}:
-                name, model = entry.get("provider"), entry.get("model")
-            else:
-                raise ConfigError(f"config key '{where}[{i}]' must be {{\"provider\", \"model\"}} or 'provider/model'")
-            if name not in by_name:
-                raise ConfigError(f"config key '{where}[{i}]' names provider {name!r}, which is not configured "
-                                  f"(configured: {', '.join(by_name)})")
-            if not isinstance(model, str) or not model:
-                raise ConfigError(f"config key '{where}[{i}].model' must be a model name")
-            candidates.append(Candidate(by_name[name], model))
-        aliases[alias] = candidates
-    if DEFAULT_ALIAS not in aliases:
-        aliases[DEFAULT_ALIAS] = [Candidate(p, (p.spec.models or (p.default_model,))[0]) for p in providers]
-    return aliases
-
-
-def _strategies(routing):
-    strategy = routing.get("strategy", "round_robin")
-    if strategy not in STRATEGIES:
-        raise ConfigError(f"config key 'routing.strategy' must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
-    per_model = routing.get("per_model", {})
-    if not isinstance(per_model, dict):
-        raise ConfigError("config key 'routing.per_model' must be an object of alias -> strategy")
-    for alias, value in per_model.items():
-        if value not in STRATEGIES:
-            raise ConfigError(f"config key 'routing.per_model.{alias}' must be one of {', '.join(STRATEGIES)}")
-    return strategy, dict(per_model)
-
-
-def error_event(error):
-    """The SSE event that ends a stream whose upstream failed after the first byte."""
-    body = {"error": {"message": f"the upstream failed mid-stream: {error.message}", "type": "upstream_error",
-                      "param": None, "code": error.kind}}
-    return b"data: " + json.dumps(body, separators=(",", ":")).encode("utf-8") + b"\n\n"
-
-
-class RoutedStream:
-    """A streamed completion under way: iterate it for the SSE bytes.
-
-    ``provider``, ``model``, ``attempts`` and ``failures`` are known from the
-    start; ``usage``, ``cost_usd``, ``latency_ms`` and ``outcome`` once the
-    stream ended (or the client went away and ``close()`` was called). An
-    upstream failure after the first event ends the stream with an error
-    event instead of ``[DONE]``.
-    """
-
-    def __init__(self, router, upstream, cand, permit, attempts, failures, began, started, user, request_id):
-        self.router = router
-        self.upstream = upstream
-        self.candidate = cand
-        self.permit = permit
-        self.provider = cand.provider.name
-        self.model = cand.model
-        self.attempts = attempts
-        self.failures = failures
-        self.began = began
-        self.started = started
-        self.user = user
-        self.request_id = request_id
-        self.usage = None
-        self.cost_usd = 0.0
-        self.latency_ms = None
-        self.outcome = None
-        self._gen = None
-
-    def headers(self):
-        """The ``X-BMAD-*`` response headers."""
-        return {"X-BMAD-Provider": self.provider, "X-BMAD-Model": self.model, "X-BMAD-Attempts": str(self.attempts)}
-
-    def __iter__(self):
-        if self._gen is None:
-            self._gen = self._relay()
-        return self._gen
-
-    def _relay(self):
-        try:
-            for event in self.upstream:
-                yield event
-        except ProviderError as error:
-            self._finish(error)
-            yield error_event(error)
-            return
-        except GeneratorExit:
-            self._finish(None, closed=True)
-            raise
-        except BaseException as error:
-            self._finish(ProviderError("connection_error", f"{type(error).__name__}"))
-            raise
-        self._finish(None)
-
-    def close(self):
-        """End the stream (the client is gone, or it was read to the end)."""
-        if self._gen is not None:
-            self._gen.close()
-        if self.outcome is None:
-            self._finish(None, closed=True)
-
-    def _finish(self, error, closed=False):
-        if self.outcome is not None:
-            return
-        router, cand, upstream = self.router, self.candidate, self.upstream
-        done = time.perf_counter()
-        upstream.close()
-        prompt, completion = upstream.prompt_tokens, upstream.completion_tokens
-        breaker = router.breakers[cand.provider.name]
-        if error is None:
-            if closed and not upstream.finished:
-                breaker.release(self.permit)
-                self.outcome = "client_closed"
-            else:
-                breaker.record_success(self.permit)
-                self.outcome = "success"
-            self.cost_usd = router.telemetry.succeeded(cand.provider, cand.model, done - self.started, prompt,
-                                                       completion, self.user, status=self.outcome)
-        else:
-            LLMRouter._settle(breaker, self.permit, error)
-            self.outcome = "error"
-            self.cost_usd = router.telemetry.failed(cand.provider, cand.model, error, done - self.started, self.user,
-                                                    self.request_id, prompt, completion)
-        self.usage = _usage(prompt, completion)
-        self.latency_ms = round((done - self.began) * 1000.0, 3)

@@ -2,6 +2,7 @@
 
 import pytest
 
+from bmad.completions import parse_chat_request
 from tests.fakes.upstream import FakeUpstream
 from tests.llm_support import UPSTREAM_KEY, assert_no_secret, entry, gateway_config, record_events
 
@@ -129,9 +130,8 @@ def test_completions_service_keyword_form(start_app):
                                               messages=[{"role": "user", "content": "step"}])
     assert (result.provider, result.model, result.attempts) == ("offline", "offline", 1)
     assert "no language model was called" in result.text
-    material = service.app.completions.cache_material(
-        __import__("bmad.completions", fromlist=["parse_chat_request"]).parse_chat_request(
-            {"model": "bmad-default", "messages": [{"role": "user", "content": "x"}], "user": "a",
-             "temperature": 0.2, "stream": True}))
+    material = service.app.completions.cache_material(parse_chat_request(
+        {"model": "bmad-default", "messages": [{"role": "user", "content": "x"}], "user": "a", "temperature": 0.2,
+         "stream": True}))
     assert material == {"route": [["offline", "offline"]], "messages": [{"role": "user", "content": "x"}],
                         "params": {"temperature": 0.2}}

@@ -10,7 +10,8 @@ STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 def chat_completions(req):
     """POST /v1/chat/completions: the OpenAI request and response shapes, streamed or not."""
-    chat = parse_chat_request(req.json())
+    # A wrapper that already parsed the body (the response cache, for its key) leaves it here.
+    chat = req.context.get("chat_request") or parse_chat_request(req.json())
     completions = req.app.completions
     if chat.stream:
         stream = completions.stream(chat, req.principal, request_id=req.request_id)

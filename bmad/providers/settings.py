@@ -1,4 +1,4 @@
-"""Provider settings: the ``providers`` config list and the environment shortcuts, validated.
+"""Provider and routing settings: ``providers`` and the environment shortcuts, ``models`` aliases, ``routing``.
 
 Each entry of ``providers`` becomes a ``ProviderSpec``; a mistake raises
 ``ConfigError`` naming the key (``providers[1].base_url``). The environment
@@ -210,3 +210,48 @@ def load_specs(entries, environ):
             raise ConfigError(f"environment variables {source}: {e}") from None
         names.add(entry["name"])
     return specs
+
+
+STRATEGIES = ("round_robin", "priority")
+
+
+def alias_entries(section, provider_names):
+    """The ``models`` section validated: alias -> ``[(provider_name, model)]`` in order."""
+    if not isinstance(section, dict):
+        raise ConfigError("config key 'models' must be an object of alias -> list of {provider, model}")
+    aliases = {}
+    for alias, entries in section.items():
+        where = f"models.{alias}"
+        if not isinstance(entries, list) or not entries:
+            raise ConfigError(f"config key '{where}' must be a non-empty list of {{provider, model}} or "
+                              "'provider/model' strings")
+        pairs = []
+        for i, item in enumerate(entries):
+            if isinstance(item, str) and "/" in item:
+                name, model = item.split("/", 1)
+            elif isinstance(item, dict) and set(item) <= {"provider", "model"}:
+                name, model = item.get("provider"), item.get("model")
+            else:
+                raise ConfigError(f"config key '{where}[{i}]' must be {{\"provider\", \"model\"}} or 'provider/model'")
+            if name not in provider_names:
+                raise ConfigError(f"config key '{where}[{i}]' names provider {name!r}, which is not configured "
+                                  f"(configured: {', '.join(provider_names)})")
+            if not isinstance(model, str) or not model:
+                raise ConfigError(f"config key '{where}[{i}].model' must be a model name")
+            pairs.append((name, model))
+        aliases[alias] = pairs
+    return aliases
+
+
+def routing_strategies(routing):
+    """``(strategy, per_model)`` from the ``routing`` section, validated."""
+    strategy = routing.get("strategy", "round_robin")
+    if strategy not in STRATEGIES:
+        raise ConfigError(f"config key 'routing.strategy' must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+    per_model = routing.get("per_model", {})
+    if not isinstance(per_model, dict):
+        raise ConfigError("config key 'routing.per_model' must be an object of alias -> strategy")
+    for alias, value in per_model.items():
+        if value not in STRATEGIES:
+            raise ConfigError(f"config key 'routing.per_model.{alias}' must be one of {', '.join(STRATEGIES)}")
+    return strategy, dict(per_model)
