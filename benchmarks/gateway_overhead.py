@@ -88,11 +88,12 @@ class FastUpstream:
             conn.close()
 
     def close(self):
+        """Stop accepting connections."""
         self.stopped = True
         self.sock.close()
 
 
-def start_gateway(upstream_url, data_dir):
+def start_gateway(upstream_url, data_dir, analytics=True):
     """The gateway on port 0 with one openai provider pointing at the fast upstream."""
     from bmad.app import build_app
     from bmad.config import load
@@ -105,7 +106,7 @@ def start_gateway(upstream_url, data_dir):
         "providers": [{"name": "fast", "type": "openai", "base_url": upstream_url, "api_key": "sk-bench"}],
         "health_checks": {"interval_seconds": 0},
         "cache": {"enabled": False}, "rate_limits": {"enabled": False},
-        "analytics": {"enabled": os.environ.get("BENCH_ANALYTICS", "1") == "1"}})
+        "analytics": {"enabled": analytics}})
     devnull = os.open(os.devnull, os.O_WRONLY)
     return Service(build_app(config, environ={}, logger=JsonLogger("info", fd=devnull))).start()
 
@@ -117,9 +118,9 @@ def _serve_upstream(conn):
     upstream.close()
 
 
-def _serve_gateway(conn, upstream_url):
+def _serve_gateway(conn, upstream_url, analytics):
     with tempfile.TemporaryDirectory() as data_dir:
-        gateway = start_gateway(upstream_url, data_dir)
+        gateway = start_gateway(upstream_url, data_dir, analytics)
         conn.send(gateway.url)
         conn.recv()
         gateway.stop(drain_seconds=2)
@@ -136,15 +137,17 @@ def _spawn(target, *args):
 
 
 def main(argv=None):
+    """Run the measurement and print it; exit status 0 when the overhead is under 1 ms."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("-n", "--requests", type=int, default=2000, help="measured requests per round and target")
     p.add_argument("--warmup", type=int, default=300)
     p.add_argument("--rounds", type=int, default=3, help="alternating direct/gateway rounds")
+    p.add_argument("--no-analytics", action="store_true", help="turn analytics off (to see what it costs)")
     args = p.parse_args(argv)
 
     up_proc, up_pipe, port = _spawn(_serve_upstream)
     upstream_url = f"http://127.0.0.1:{port}/v1"
-    gw_proc, gw_pipe, gateway_url = _spawn(_serve_gateway, upstream_url)
+    gw_proc, gw_pipe, gateway_url = _spawn(_serve_gateway, upstream_url, not args.no_analytics)
     try:
         direct, through = [], []
         for _ in range(args.rounds):
@@ -161,7 +164,8 @@ def main(argv=None):
     d99 = statistics.median(r["p99_ms"] for r in direct)
     g99 = statistics.median(r["p99_ms"] for r in through)
     print(f"requests per round: {args.requests} x {args.rounds} rounds, concurrency 1, keep-alive; "
-          "client, gateway and upstream in separate processes")
+          "client, gateway and upstream in separate processes; analytics "
+          f"{'off' if args.no_analytics else 'on'}, response cache and rate limits off")
     print(f"direct   p50 {d50:.3f} ms  p99 {d99:.3f} ms  ({statistics.median(r['rps'] for r in direct):.0f} req/s)")
     print(f"gateway  p50 {g50:.3f} ms  p99 {g99:.3f} ms  ({statistics.median(r['rps'] for r in through):.0f} req/s)")
     print(f"overhead p50 {g50 - d50:.3f} ms (target < 1 ms){'' if errors == 0 else f'  errors: {errors}'}")

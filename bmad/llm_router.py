@@ -10,7 +10,9 @@ always starts at the first. Providers whose circuit is open, whose last
 health check failed, or that a 429 asked to wait are skipped.
 
 Retryable failures move on to the next candidate at once; an upstream 4xx
-the caller caused goes back as it is. When every candidate fails: 502, or
+the caller caused goes back as it is (except a 404 from a provider that was
+a candidate only because it takes any model name: that one just lacks the
+model, so the next candidate is tried). When every candidate fails: 502, or
 503 ``all_providers_unavailable`` when none could be tried, or 504 when the
 last failure was a timeout; the message lists each attempt.
 
@@ -321,6 +323,7 @@ class LLMRouter:
         began = time.perf_counter()
 
         def open_stream(provider, model):
+            """Open the upstream stream and read up to its first event (the last point to fail over)."""
             upstream = provider.stream(chat, model)
             try:
                 upstream.prime()

@@ -233,3 +233,26 @@ def test_no_key_in_any_response_header_or_log_line_after_a_mixed_session(start_a
         service.app.llm.health.check_all()
         bodies.append(client.get("/bmad/providers").body)
         assert_no_secret(service, *bodies)
+
+
+def test_a_client_that_leaves_mid_stream_frees_the_upstream_connection(start_app):
+    import socket
+    import time
+    with FakeUpstream("openai") as a:
+        service = start_app(gateway_config(entry(a, "a")))
+        events = record_events(service)
+        a.fault("slow_stream", times=1, interval=0.3)
+        body = json.dumps({"model": "m", "messages": MESSAGES, "stream": True}).encode()
+        sock = socket.create_connection(("127.0.0.1", service.port), timeout=5)
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        assert b"data: " in sock.recv(65536)
+        sock.close()
+        deadline = time.monotonic() + 5
+        while not events.of("provider_request") and time.monotonic() < deadline:
+            time.sleep(0.02)
+        [event] = events.of("provider_request")
+        assert event["status"] == "client_closed"
+        stats = service.app.llm.pool_stats()
+        assert stats["in_use"] == 0 and stats["open"] == 0  # a half-read stream is never pooled
+        assert service.app.llm.breaker_states()["a"] == "closed"
