@@ -154,6 +154,7 @@ class Analytics:
         return self.writer.request("pause", timeout)
 
     def resume_writer(self):
+        """Let a paused writer continue."""
         self.writer.resume()
 
     def stats(self):
@@ -232,6 +233,7 @@ def _register_metrics(app, engine):
     lock = threading.Lock()
 
     def collect():
+        """Bring the analytics counters and the queue-depth gauge up to date (before each scrape)."""
         # Counts live in the recorder (cheap on the request path); the counters catch up at scrape time.
         with lock:
             _catch_up(engine.recorder.stats())

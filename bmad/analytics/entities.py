@@ -10,6 +10,8 @@ with no data where that means "never seen". Every query is parameterized.
 from .reports import ZERO, DayRange, date_of, iso, mean, percentile, provider_counts, ratio
 from .rollup import STEP_SEP
 
+MAX_ROWS = 100  # per list in a report: tools, workflows, steps
+
 
 def user_report(conn, now, days, user_id):
     """The report for ``user_id``, or None when the user was never seen."""
@@ -32,10 +34,11 @@ def user_report(conn, now, days, user_id):
             daily[day][1] += failed
     tools = dict(conn.execute(
         "SELECT tool, COUNT(*) FROM events WHERE user_id = ? AND type = 'tool_execution' AND ts >= ? "
-        "AND tool IS NOT NULL GROUP BY tool ORDER BY 2 DESC, tool", (user_id, r.start_ts)).fetchall())
+        "AND tool IS NOT NULL GROUP BY tool ORDER BY 2 DESC, tool LIMIT ?", (user_id, r.start_ts, MAX_ROWS)).fetchall())
     workflows = dict(conn.execute(
         "SELECT workflow, COUNT(*) FROM events WHERE user_id = ? AND type = 'workflow_started' AND ts >= ? "
-        "AND workflow IS NOT NULL GROUP BY workflow ORDER BY 2 DESC, workflow", (user_id, r.start_ts)).fetchall())
+        "AND workflow IS NOT NULL GROUP BY workflow ORDER BY 2 DESC, workflow LIMIT ?",
+        (user_id, r.start_ts, MAX_ROWS)).fetchall())
     sessions, avg_duration = conn.execute(
         "SELECT COUNT(*), AVG(last_ts - started_ts) FROM sessions WHERE user_id = ? AND +last_ts >= ?",
         (user_id, r.start_ts)).fetchone()
@@ -46,7 +49,8 @@ def user_report(conn, now, days, user_id):
         "tools": tools,
         "workflows": workflows,
         "first_seen": iso(seen[0]), "last_seen": iso(seen[1]),
-        "daily_activity": [{"date": date_of(day), "requests": v[0], "errors": v[1]} for day, v in sorted(daily.items())],
+        "daily_activity": [{"date": date_of(day), "requests": v[0], "errors": v[1]}
+                           for day, v in sorted(daily.items())],
     }
 
 
@@ -56,7 +60,8 @@ def _rollup_by_day(conn, dim, key, r, types):
     out = {}
     for day, type, *values in conn.execute(
             f"SELECT day, type, events, errors, prompt_tokens, completion_tokens, cost_usd, latency_sum, "
-            f"latency_count, total_tokens FROM daily_rollup WHERE dim = ? AND day BETWEEN ? AND ? AND type IN ({marks}) "
+            f"latency_count, total_tokens FROM daily_rollup WHERE dim = ? AND day BETWEEN ? AND ? "
+            f"AND type IN ({marks}) "
             f"AND key = ?", (dim, r.first, r.last, *types, key)):
         out.setdefault(day, {})[type] = values
     return out
@@ -92,6 +97,7 @@ def workflow_report(conn, now, days, workflow, step_order=()):
                       "completion_tokens": completion, "total_tokens": total, "cost_usd": round(cost, 6)})
     order = {step_id: i for i, step_id in enumerate(step_order)}
     steps.sort(key=lambda s: (order.get(s["step"], len(order)), s["step"], s["tool"] or ""))
+    del steps[MAX_ROWS:]
     ended = completed[0] + failed[0]
     return {
         "workflow": workflow, "days": days, "executions": started[0], "completed": completed[0],

@@ -126,6 +126,7 @@ class RealTime:
             users.popitem(last=False)
 
     def workflow_started(self, ts, run_id):
+        """Count ``run_id`` as running from ``ts`` (forgotten after a day without an end)."""
         runs = self.running
         runs[run_id] = ts
         runs.move_to_end(run_id)
@@ -133,9 +134,11 @@ class RealTime:
             runs.popitem(last=False)
 
     def workflow_ended(self, run_id):
+        """``run_id`` completed or failed."""
         self.running.pop(run_id, None)
 
     def llm_spend(self, ts, prompt_tokens, completion_tokens, cost_usd):
+        """Add one upstream call's tokens and cost at ``ts``."""
         self.spend.add(ts, prompt_tokens or 0, completion_tokens or 0, cost_usd or 0.0)
 
     def snapshot(self, now):

@@ -36,10 +36,12 @@ def iso(ts):
 
 
 def ratio(part, whole, digits=4):
+    """``part / whole`` rounded, 0.0 when ``whole`` is 0."""
     return round(part / whole, digits) if whole else 0.0
 
 
 def mean(total, count, digits=3):
+    """``total / count`` rounded, 0.0 when ``count`` is 0."""
     return round(total / count, digits) if count else 0.0
 
 
@@ -62,6 +64,7 @@ class DayRange:
         self.start_ts = float(self.first * DAY_SECONDS)
 
     def each(self):
+        """Every day number of the range, oldest first."""
         return range(self.first, self.last + 1)
 
 

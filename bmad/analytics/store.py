@@ -86,7 +86,8 @@ def _roll_up_steps(conn):
     # folded in here so the report stays complete for data recorded before this migration.
     conn.execute("""INSERT INTO daily_rollup (dim, day, type, key, events, errors, prompt_tokens,
         completion_tokens, cost_usd, latency_sum, latency_count, total_tokens)
-        SELECT 'step', CAST(ts / 86400 AS INTEGER), type, workflow || char(31) || step || char(31) || coalesce(tool, ''),
+        SELECT 'step', CAST(ts / 86400 AS INTEGER), type,
+        workflow || char(31) || step || char(31) || coalesce(tool, ''),
         COUNT(*), SUM(error), SUM(coalesce(prompt_tokens, 0)), SUM(coalesce(completion_tokens, 0)),
         SUM(coalesce(cost_usd, 0)), SUM(coalesce(latency_ms, 0)), COUNT(latency_ms), SUM(coalesce(total_tokens, 0))
         FROM events WHERE type = 'workflow_step_completed' AND workflow IS NOT NULL AND step IS NOT NULL

@@ -57,6 +57,7 @@ class JsonlSink:
         self.file.flush()
 
     def close(self):
+        """Close the file."""
         self.file.close()
 
 
@@ -119,6 +120,7 @@ class Writer:
         self._resume.set()
 
     def join(self, timeout=None):
+        """Wait up to ``timeout`` seconds for the writer thread to end."""
         self._thread.join(timeout)
 
     # -- the thread ----------------------------------------------------------------------------
