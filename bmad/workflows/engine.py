@@ -81,10 +81,8 @@ class Engine:
     def start(self):
         """Resume what a previous process left unfinished, then start the workers."""
         self.store.reset_running_steps()
-        resumed = []
-        for run_id, state in self.store.unfinished():
-            if state in ("queued", "running"):
-                resumed.append(run_id)
+        # Runs at an approval gate stay there; everything else not final is picked up again.
+        resumed = [run_id for run_id, state in self.store.unfinished() if state in ("queued", "running")]
         with self._lock:
             self._queue.extend(resumed)
         if resumed:
