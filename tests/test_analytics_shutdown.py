@@ -15,10 +15,9 @@ ROOT = Path(__file__).resolve().parent.parent
 REQUESTS = 60  # under the default per-client rate limit
 
 
-def _start(tmp_path):
+def _start(tmp_path, flush_interval=60.0):
     config = tmp_path / "config.json"
-    # A long flush interval keeps every event in the queue until the shutdown flush.
-    config.write_text(json.dumps({"analytics": {"flush_interval_seconds": 60.0, "batch_size": 100000}}))
+    config.write_text(json.dumps({"analytics": {"flush_interval_seconds": flush_interval, "batch_size": 100000}}))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BMAD_", "OPENAI_", "ANTHROPIC_", "AZURE_"))}
     data_dir = tmp_path / "data"
     proc = subprocess.Popen([sys.executable, "bmad_api.py", "--port", "0", "--data-dir", str(data_dir),
@@ -47,18 +46,23 @@ def _count(db, sql):
         conn.close()
 
 
+def _send(port, count):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    for i in range(count):
+        conn.request("GET", "/bmad/tools" if i % 2 else "/bmad/workflows", headers={"X-User-ID": f"user{i % 7}"})
+        resp = conn.getresponse()
+        resp.read()
+        assert resp.status == 200
+    conn.request("GET", "/bmad/health")  # not recorded; a barrier for the last request's observer
+    conn.getresponse().read()
+    conn.close()
+
+
 def test_sigterm_flushes_every_request(tmp_path):
-    proc, port, data_dir = _start(tmp_path)
+    # A long flush interval keeps every event in the queue until the shutdown flush.
+    proc, port, data_dir = _start(tmp_path, flush_interval=60.0)
     try:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        for i in range(REQUESTS):
-            conn.request("GET", "/bmad/tools" if i % 2 else "/bmad/workflows", headers={"X-User-ID": f"user{i % 7}"})
-            resp = conn.getresponse()
-            resp.read()
-            assert resp.status == 200
-        conn.request("GET", "/bmad/health")  # not recorded; a barrier for the last request's observer
-        conn.getresponse().read()
-        conn.close()
+        _send(port, REQUESTS)
         db = data_dir / "analytics.db"
         assert _count(db, "SELECT COUNT(*) FROM events WHERE type = 'api_request'") == 0  # all still queued
         proc.send_signal(signal.SIGTERM)
@@ -72,3 +76,23 @@ def test_sigterm_flushes_every_request(tmp_path):
     assert _count(db, "SELECT COUNT(DISTINCT user_id) FROM events WHERE type = 'api_request'") == 7
     assert _count(db, "SELECT SUM(events) FROM daily_rollup WHERE dim = 'all' AND type = 'api_request'") == REQUESTS
     assert _count(db, "PRAGMA integrity_check") == "ok"
+
+
+def test_a_hard_kill_loses_nothing_older_than_the_flush_interval(tmp_path):
+    proc, port, data_dir = _start(tmp_path, flush_interval=0.2)
+    db = data_dir / "analytics.db"
+    try:
+        _send(port, 20)
+        sent = time.monotonic()
+        while _count(db, "SELECT COUNT(*) FROM events WHERE type = 'api_request'") < 20:
+            assert time.monotonic() - sent < 5, "events were not committed within the flush interval"
+            time.sleep(0.05)
+        proc.kill()
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()
+    assert _count(db, "PRAGMA integrity_check") == "ok"
+    assert _count(db, "SELECT COUNT(*) FROM events WHERE type = 'api_request'") == 20
