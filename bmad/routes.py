@@ -1,6 +1,7 @@
 """The route table: every endpoint the service answers, in one place."""
 
 from .handlers import analytics, catalog, meta, openai_api, performance, providers, runs, ui
+from .openapi import OpenAPIDocument
 from .routing import Router
 
 OPEN = dict(auth="open", rate_class=None, record=False)
@@ -11,6 +12,7 @@ def build_routes(app):
     r = Router()
     r.get("/bmad/health", meta.health, **OPEN)
     r.get("/bmad/metrics", meta.metrics, **OPEN)
+    r.get("/bmad/openapi.json", OpenAPIDocument().serve, **OPEN)
     r.get("/bmad/performance", performance.show)
     r.get("/bmad/providers", providers.list_providers)
 

@@ -436,6 +436,7 @@ def test_approve_and_cancel_buttons_drive_a_gated_run(server, open_page):
     w.page.fill("#workflow-form textarea[data-input=idea]", "A gated run")
     w.page.check("#workflow-form input[name=approvals]")
     run = "#run-view section[data-run]"
+    finished = []
     for action, final in (("#run-approve", "succeeded"), ("#run-cancel", "cancelled")):
         w.page.click("#workflow-form button[type=submit]")
         w.page.wait_for_selector(f"{run}[data-state=waiting_approval]", timeout=WAIT_MS)
@@ -446,6 +447,10 @@ def test_approve_and_cancel_buttons_drive_a_gated_run(server, open_page):
         w.page.click(action)
         w.page.wait_for_selector(f"{run}[data-state={final}]", timeout=WAIT_MS)
         assert w.page.locator("#run-approve").is_disabled()
+        finished.append(w.page.get_attribute(run, "data-run"))
+    # Choosing an earlier run in the list shows that run.
+    w.page.click(f"#run-list tr[data-run='{finished[0]}'] button")
+    w.page.wait_for_selector(f"#run-view section[data-run='{finished[0]}'][data-state=succeeded]", timeout=WAIT_MS)
     w.assert_clean()
 
 

@@ -113,6 +113,7 @@ export function createWorkflows(ctx) {
     lastState = "";
     artifactText.clear();
     clearTimeout(runTimer);
+    runTimer = null;
     fill(runBox, section("Run", notice("info", `Loading run ${runId}…`)));
     pollRun();
   }
@@ -126,10 +127,12 @@ export function createWorkflows(ctx) {
     } finally {
       polling = false;
     }
+    if (currentRun && currentRun !== runId) pollRun();  // another run was chosen meanwhile
   }
 
   async function pollOnce(runId) {
     clearTimeout(runTimer);
+    runTimer = null;
     let run = null;
     try {
       run = (await ctx.api.get(`/bmad/runs/${encodeURIComponent(runId)}`)).run;
@@ -266,7 +269,7 @@ export function createWorkflows(ctx) {
     async refresh() {
       const work = [loadRuns()];
       if (!catalog) work.push(loadCatalog());
-      if (currentRun) work.push(pollRun());
+      if (currentRun && runTimer === null) work.push(pollRun());  // a live run already polls itself
       await Promise.allSettled(work);
     },
   };
