@@ -1,6 +1,7 @@
 """The request a handler receives and the response it returns."""
 
 import json
+import math
 from urllib.parse import parse_qs
 
 from .errors import BadRequest, LengthRequired, UnsupportedMediaType
@@ -21,6 +22,22 @@ def json_depth_exceeds(value, limit):
             return True
         stack.extend((child, depth + 1) for child in node if isinstance(child, (dict, list)))
     return False
+
+
+def _no_constant(name):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text):
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"the number {text[:40]} is out of range")
+    return value
+
+
+def loads_strict(data):
+    """``json.loads`` as RFC 8259 has it: NaN, Infinity and numbers that overflow to infinity are errors."""
+    return json.loads(data, parse_constant=_no_constant, parse_float=_finite_float)
 
 
 class Request:
@@ -81,7 +98,7 @@ class Request:
             if ctype.split(";", 1)[0].strip().lower() != JSON_TYPE:
                 raise UnsupportedMediaType(f"the body must be JSON (Content-Type: {JSON_TYPE}), got {ctype or 'none'!r}")
             try:
-                value = json.loads(self.body)
+                value = loads_strict(self.body)
             except RecursionError:
                 raise BadRequest("the JSON body is nested too deeply") from None
             except (ValueError, UnicodeDecodeError) as e:

@@ -5,6 +5,7 @@ run someone else owns answers 404, as if it did not exist, so ids cannot be
 probed.
 """
 
+import re
 import time
 
 from ..errors import BadRequest, Forbidden, NotFound
@@ -18,6 +19,11 @@ MAX_MODEL_CHARS = 128
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
 MARKDOWN = "text/markdown; charset=utf-8"
+# ASCII digits only: str.isdigit() and float() also take other scripts' digits and
+# superscripts ('²'), which int() then refuses.
+LIMIT = re.compile(r"[0-9]{1,3}\Z")
+CURSOR = re.compile(r"[0-9]{1,18}\Z")
+SECONDS = re.compile(r"[0-9]{1,20}(\.[0-9]{1,20})?([eE][-+]?[0-9]{1,3})?\Z")  # a JSON number, unsigned
 
 
 def _body(req):
@@ -82,10 +88,7 @@ def _wait_seconds(req):
     raw = req.query.get("wait")
     if raw is None or raw == "":
         return 0.0
-    try:
-        seconds = float(raw)
-    except ValueError:
-        seconds = -1.0
+    seconds = float(raw) if SECONDS.match(raw) else -1.0
     if not 0 <= seconds <= MAX_WAIT_SECONDS:
         raise BadRequest(f"query parameter 'wait' must be a number of seconds from 0 to {MAX_WAIT_SECONDS:g}",
                          param="wait")
@@ -122,7 +125,7 @@ def _limit(req):
     raw = req.query.get("limit")
     if raw is None or raw == "":
         return DEFAULT_LIMIT
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    if not LIMIT.match(raw) or not 1 <= int(raw) <= MAX_LIMIT:
         raise BadRequest(f"query parameter 'limit' must be an integer from 1 to {MAX_LIMIT}", param="limit")
     return int(raw)
 
@@ -139,7 +142,7 @@ def list_runs(req):
             raise Forbidden("only admins may list other users' runs")
         user = req.user
     cursor = q.get("cursor") or None
-    if cursor is not None and not (cursor.isdigit() and len(cursor) <= 18):
+    if cursor is not None and not CURSOR.match(cursor):
         raise BadRequest("query parameter 'cursor' must be a next_cursor value from a previous page", param="cursor")
     runs, next_seq = req.app.workflows.store.list(workflow=q.get("workflow") or None, state=state, user=user,
                                                   limit=_limit(req), before_seq=int(cursor) if cursor else None)

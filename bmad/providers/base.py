@@ -388,7 +388,7 @@ def _retry_after(value):
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # isdigit alone takes '²' (latin-1 0xB2), which float() refuses
         return float(value)
     try:
         from email.utils import parsedate_to_datetime
