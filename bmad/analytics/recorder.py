@@ -7,11 +7,11 @@ bounded queue without waiting. A full queue drops the event and counts the
 drop. Nothing here raises to the caller or touches the disk.
 """
 
-import queue
 import threading
 import uuid
 from collections import OrderedDict
 
+from .eventqueue import EventQueue
 from .realtime import RealTime
 from .schema import EVENT_TYPES, INDEX, normalize
 
@@ -76,14 +76,14 @@ class Recorder:
 
     def __init__(self, clock, queue_size, session_timeout_seconds, new_session_id=None):
         self.clock = clock
-        self.queue = queue.Queue(maxsize=queue_size)
+        self._lock = threading.Lock()
+        self.queue = EventQueue(queue_size, self._lock)
         self.queue_size = queue_size
         self.sessions = Sessions(session_timeout_seconds, new_session_id)
         self.live = RealTime()
         self.recorded = {}
         self.dropped = dict.fromkeys(DROP_REASONS, 0)
         self.closed = False
-        self._lock = threading.Lock()
 
     def record(self, type, **fields):
         """Record one event of ``type``; never blocks, never raises."""
@@ -100,7 +100,7 @@ class Recorder:
         row = normalize(type, ts, fields)
         user = row[USER]
         row[SESSION] = None  # assigned here, never taken from the caller
-        # One short critical section, no I/O: put_nowait never waits.
+        # One short critical section, no I/O; the queue shares this lock, so queueing is an append.
         with self._lock:
             live = self.live
             if user is not None:
@@ -125,13 +125,10 @@ class Recorder:
         """Queue ``row`` (the caller holds the lock) or count why it was dropped."""
         if self.closed:
             self.dropped["closed"] += 1
-            return
-        try:
-            self.queue.put_nowait(row)
-        except queue.Full:
+        elif self.queue.put_locked(row):
+            self.recorded[type] = self.recorded.get(type, 0) + 1
+        else:
             self.dropped["queue_full"] += 1
-            return
-        self.recorded[type] = self.recorded.get(type, 0) + 1
 
     def count_dropped(self, count, reason):
         """Count ``count`` events lost for ``reason`` (one of ``DROP_REASONS``)."""

@@ -13,11 +13,11 @@ keeps going, so recording resumes by itself once the cause is gone.
 """
 
 import json
-import queue
 import sqlite3
 import threading
 import time
 import traceback
+from collections import deque
 
 from .retention import purge_step
 from .rollup import Batch
@@ -92,6 +92,7 @@ class Writer:
         self._purge_deleted = 0
         self._purge_cutoff = 0.0
         self._purge_waiters = []
+        self._pending = deque()  # taken from the queue, not yet handled (only the writer thread uses it)
         self._thread = threading.Thread(target=self._run, name="bmad-analytics-writer", daemon=True)
 
     def start(self):
@@ -107,10 +108,7 @@ class Writer:
     def request(self, kind, timeout=None):
         """Queue a control marker and wait until the writer has handled it; True when it has."""
         control = Control(kind)
-        try:
-            self.queue.put(control, timeout=timeout)
-        except queue.Full:
-            return False
+        self.queue.put_control(control)
         if not self.alive:
             return False
         return control.done.wait(timeout)
@@ -144,30 +142,27 @@ class Writer:
                 self.logger.error("analytics writer error", error=traceback.format_exc(limit=5))
 
     def _collect(self):
-        """Wait for the next batch of events and any control markers that end it."""
-        get = self.queue.get
-        timeout = 0.0 if self._purging else self.flush_interval
-        try:
-            item = get(timeout=timeout) if timeout > 0 else self.queue.get_nowait()
-        except queue.Empty:
-            return [], []
-        if isinstance(item, Control):
-            return [], [item]
-        batch = [item]
-        deadline = self.monotonic() + self.flush_interval
+        """The next batch: up to ``batch_size`` events, or fewer once ``flush_interval`` has passed
+        since its first one, ended early by a control marker (returned as the second value)."""
+        pending = self._pending
+        batch = []
+        deadline = None
         while len(batch) < self.batch_size:
-            try:
-                item = self.queue.get_nowait()
-            except queue.Empty:
-                remaining = deadline - self.monotonic()
-                if remaining <= 0 or self._purging:
+            if not pending:
+                if deadline is None:
+                    timeout = 0.0 if self._purging else self.flush_interval
+                else:
+                    timeout = deadline - self.monotonic()
+                    if timeout <= 0 or self._purging:
+                        break
+                pending.extend(self.queue.take(self.batch_size - len(batch), timeout))
+                if not pending:
                     break
-                try:
-                    item = get(timeout=remaining)
-                except queue.Empty:
-                    break
+            item = pending.popleft()
             if isinstance(item, Control):
                 return batch, [item]
+            if deadline is None:
+                deadline = self.monotonic() + self.flush_interval
             batch.append(item)
         return batch, []
 
@@ -226,21 +221,21 @@ class Writer:
 
     def _drain(self):
         """Commit every event still queued (used at shutdown)."""
-        batch = []
+        pending = self._pending
         while True:
-            try:
-                item = self.queue.get_nowait()
-            except queue.Empty:
-                break
-            if isinstance(item, Control):
-                item.done.set()
-                continue
-            batch.append(item)
-            if len(batch) >= self.batch_size:
+            if not pending:
+                pending.extend(self.queue.take(self.batch_size, 0.0))
+                if not pending:
+                    return
+            batch = []
+            while pending and len(batch) < self.batch_size:
+                item = pending.popleft()
+                if isinstance(item, Control):
+                    item.done.set()
+                else:
+                    batch.append(item)
+            if batch:
                 self._commit(batch)
-                batch = []
-        if batch:
-            self._commit(batch)
 
     def _finish(self):
         for control in self._purge_waiters:
