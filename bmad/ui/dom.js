@@ -5,7 +5,7 @@ const SVG_NS = "http://www.w3.org/2000/svg";
 const BOOLEAN_PROPS = new Set(["disabled", "hidden", "required", "checked", "selected", "open"]);
 
 function append(node, child) {
-  if (child === null || child === undefined || child === false) return;
+  if (child === null || child === undefined || child === false || child === "") return;
   if (Array.isArray(child)) {
     for (const c of child) append(node, c);
   } else if (child instanceof Node) {
