@@ -33,7 +33,10 @@ class App:
     a dict for ``/bmad/health`` ``checks``), ``health_extras`` (top-level
     health fields), ``guards`` (callables run on each request after auth,
     e.g. rate limits), ``observers`` (callables ``(request, status,
-    duration_ms)`` run after each response is written), ``shutdown_hooks``.
+    duration_ms)`` run after each response is written), ``drain_hooks`` (run
+    when a graceful stop begins, before in-flight requests are waited for:
+    stop starting new background work) and ``shutdown_hooks`` (run after the
+    drain, in reverse order: flush and close).
     """
 
     def __init__(self, config, *, clock=time.time, logger=None, environ=None):
@@ -49,7 +52,9 @@ class App:
         self.health_extras = {}
         self.guards = []
         self.observers = []
+        self.drain_hooks = []
         self.shutdown_hooks = []
+        self.stop_deadline = None
         self._http_metrics()
         self.router = build_routes(self)
 
@@ -62,6 +67,12 @@ class App:
         self.http_duration = m.histogram("bmad_http_request_duration_seconds",
                                          "Time from reading a request to finishing its response.", ("route",))
         self.http_in_flight = m.gauge("bmad_http_requests_in_flight", "Requests being handled now.")
+
+    def drain_time_left(self):
+        """Seconds left of the graceful stop's drain time (the whole drain time before a stop begins)."""
+        if self.stop_deadline is None:
+            return self.config.at("server.drain_seconds")
+        return max(0.0, self.stop_deadline - time.monotonic())
 
     # -- the request pipeline -----------------------------------------------------------------
 

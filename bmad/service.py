@@ -47,7 +47,13 @@ class Service:
         self._stopped = True
         seconds = self.app.config.at("server.drain_seconds") if drain_seconds is None else drain_seconds
         began = time.monotonic()
+        self.app.stop_deadline = began + seconds
         self.app.logger.info("draining", in_flight=self.server.in_flight, drain_seconds=seconds)
+        for hook in self.app.drain_hooks:
+            try:
+                hook()
+            except Exception as e:
+                self.app.logger.error("drain hook failed", error=f"{type(e).__name__}: {e}")
         finished = self.server.drain(seconds)
         for hook in reversed(self.app.shutdown_hooks):
             try:

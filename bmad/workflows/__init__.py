@@ -73,5 +73,6 @@ def install(app):
                     logger=app.logger, clock=app.clock)
     app.workflows = engine
     app.health_checks["workflows"] = lambda: {"status": "ok" if store.db.alive else "degraded", **engine.stats()}
-    app.shutdown_hooks.append(lambda: engine.stop(config.at("server.drain_seconds")))
+    app.drain_hooks.append(engine.begin_stop)
+    app.shutdown_hooks.append(lambda: engine.stop(app.drain_time_left()))
     return engine.start()

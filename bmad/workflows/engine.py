@@ -93,13 +93,17 @@ class Engine:
             self._threads.append(thread)
         return self
 
-    def stop(self, timeout):
-        """Take no new runs or steps; let running steps finish within ``timeout`` seconds; close the store."""
-        deadline = self.monotonic() + timeout
+    def begin_stop(self):
+        """Take no new runs or steps from now on, and answer waiting long-polls (the drain has begun)."""
         with self._lock:
             self._stopping = True
             self._work.notify_all()
             self.changed.notify_all()
+
+    def stop(self, timeout):
+        """Take no new runs or steps; let running steps finish within ``timeout`` seconds; close the store."""
+        deadline = self.monotonic() + timeout
+        self.begin_stop()
         for thread in self._threads:
             thread.join(max(0.0, deadline - self.monotonic()))
         unfinished = sum(thread.is_alive() for thread in self._threads)
