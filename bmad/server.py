@@ -34,6 +34,8 @@ REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}\Z")
 DIGITS = re.compile(r"[0-9]{1,18}\Z")
 REASONS = {s.value: s.phrase for s in HTTPStatus}
 REASONS[431] = "Request Header Fields Too Large"
+# On every response unless the response sets its own: no content sniffing of JSON into HTML.
+SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff"}
 
 
 class RequestIds:
@@ -173,7 +175,8 @@ def _reject(sock, request_id):
                                                "message": "the server is at its connection limit; retry shortly",
                                                "request_id": request_id}})
     head = (f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-            f"Retry-After: 1\r\nX-Request-ID: {request_id}\r\nX-Response-Time: 0.000ms\r\nConnection: close\r\n\r\n")
+            f"Retry-After: 1\r\nX-Request-ID: {request_id}\r\nX-Content-Type-Options: nosniff\r\n"
+            f"X-Response-Time: 0.000ms\r\nConnection: close\r\n\r\n")
     try:
         sock.settimeout(0.5)
         sock.sendall(head.encode("ascii") + body)
@@ -404,6 +407,8 @@ class ConnectionHandler(BaseHTTPRequestHandler):
                  f"Content-Type: {response.content_type}\r\n"]
         if streaming:
             lines.append("Transfer-Encoding: chunked\r\n")
+        elif response.status == 304 or response.status == 204:
+            body = b""  # RFC 9110 sections 8.6 and 15.4.5: no content and no length of content
         else:
             lines.append(f"Content-Length: {len(body)}\r\n")
         lines.append(f"X-Request-ID: {req.request_id}\r\n")
@@ -411,6 +416,9 @@ class ConnectionHandler(BaseHTTPRequestHandler):
             lines.append(f"{name}: {value}\r\n")
         for name, value in response.headers.items():
             if name != "Connection":
+                lines.append(f"{name}: {value}\r\n")
+        for name, value in SECURITY_HEADERS.items():
+            if name not in response.headers:
                 lines.append(f"{name}: {value}\r\n")
         if self.close_connection:
             lines.append("Connection: close\r\n")

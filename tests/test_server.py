@@ -353,3 +353,19 @@ def test_draining_answers_503_on_open_connections(start_app):
 def test_listen_backlog_is_at_least_128(start_app):
     service = start_app()
     assert service.server.request_queue_size >= 128
+
+
+def test_304_and_204_carry_no_content_length(start_app):
+    from bmad.request import Response
+    service = start_app()
+    service.app.router.get("/bmad/test-304", lambda req: Response(304, b"ignored", {"ETag": '"x"'}))
+    with connect(service.port) as sock:
+        sock.sendall(b"GET /bmad/test-304 HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.settimeout(3)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += sock.recv(4096)
+        head, _, rest = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 304") and b"content-length" not in head.lower() and rest == b""
+        sock.sendall(b"GET /bmad/health HTTP/1.1\r\nHost: x\r\n\r\n")  # the connection stays usable
+        assert read_response(sock)[0] == 200
