@@ -40,7 +40,7 @@ def user_report(conn, now, days, user_id):
         "AND workflow IS NOT NULL GROUP BY workflow ORDER BY 2 DESC, workflow LIMIT ?",
         (user_id, r.start_ts, MAX_ROWS)).fetchall())
     sessions, avg_duration = conn.execute(
-        "SELECT COUNT(*), AVG(last_ts - started_ts) FROM sessions WHERE user_id = ? AND +last_ts >= ?",
+        "SELECT COUNT(*), AVG(last_ts - started_ts) FROM sessions WHERE user_id = ? AND started_ts >= ?",
         (user_id, r.start_ts)).fetchone()
     return {
         "user_id": user_id, "days": days, "requests": requests, "errors": errors,

@@ -94,7 +94,7 @@ def overview(conn, now, days, real_time):
     return {
         "real_time_metrics": real_time,
         "range": {"days": days, "from": date_of(r.first), "to": date_of(r.last)},
-        "usage": _usage(conn, r, api, per_type),
+        "usage": _usage(conn, r, api, per_type),  # sessions: those that started in the range
         "tools": _tools(conn, span),
         "workflows": _workflows(conn, span, per_type),
         "providers": _providers(conn, span, per_type),
@@ -105,8 +105,9 @@ def overview(conn, now, days, real_time):
 def _usage(conn, r, api, per_type):
     users = conn.execute("SELECT COUNT(DISTINCT key) FROM daily_rollup WHERE dim = 'user' AND day BETWEEN ? AND ?",
                          (r.first, r.last)).fetchone()[0]
-    sessions = conn.execute("SELECT COUNT(*) FROM sessions WHERE last_ts >= ? AND started_ts <= ?",
-                            (r.start_ts, r.now)).fetchone()[0]
+    # Each session starts with one session_started event, so the rollup already counts them; the
+    # sessions table has one row per session and counting 90 days of them cost more than the rest.
+    sessions = per_type.get("session_started", ZERO)[0]
     by_route = [{"route": key, "requests": events, "errors": errors, "avg_latency_ms": mean(lat_sum, lat_n)}
                 for key, events, errors, lat_sum, lat_n in conn.execute(
                     "SELECT key, SUM(events), SUM(errors), SUM(latency_sum), SUM(latency_count) FROM daily_rollup "
