@@ -93,6 +93,8 @@ def _serve(req, handler, key_of):
         found = cache.lookup(key)
         if found is not None:
             req.response_headers["X-Cache"] = HIT
+            req.app.events.record("cache_hit", user_id=req.user, route=req.route.template,
+                                  tool=req.params.get("tool_id"))
             return _replay(found, parsed if streaming else None)
     req.response_headers["X-Cache"] = MISS
     if streaming:

@@ -282,3 +282,14 @@ def test_performance_reports_the_routers_pool_and_breakers(start_app, client_for
     assert stats["circuit_breakers"] == {"up": "closed"}
     assert stats["connection_pool"] == service.app.llm.pool_stats() != {}
     assert service.app.dedup.timeout == service.app.llm.max_timeout() == 1.0
+
+
+def test_a_hit_is_recorded_as_a_cache_hit_event(start_app, client_for, upstream):
+    from tests.analytics_support import db_rows
+    service = start_app(config(upstream, analytics={"enabled": True}))
+    client = client_for(service, {"X-User-ID": "carol"})
+    client.post("/v1/chat/completions", BODY)
+    assert client.post("/v1/chat/completions", BODY).getheader("X-Cache") == "HIT"
+    assert service.app.analytics.flush()
+    rows = db_rows(service, "SELECT user_id, route FROM events WHERE type = 'cache_hit'")
+    assert [tuple(r) for r in rows] == [("carol", "/v1/chat/completions")]
