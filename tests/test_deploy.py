@@ -603,7 +603,13 @@ def test_termination_grace_outlasts_prestop_and_drain(pod_spec, container):
 
 def test_container_environment_and_mounts(rendered, pod_spec, container):
     env = {e["name"]: e.get("value") for e in container.get("env", [])}
-    assert env["BMAD_HOST"] == "0.0.0.0" and env["BMAD_PORT"] == str(PORT) and env["BMAD_DATA_DIR"] == "/data"
+    assert env["BMAD_HOST"] == "0.0.0.0" and env["BMAD_PORT"] == str(PORT)
+    # one directory per pod on the shared volume: never two SQLite writers on one file
+    assert env["BMAD_DATA_DIR"] == "/data/$(POD_NAME)"
+    pod_name = next(e for e in container["env"] if e["name"] == "POD_NAME")
+    assert pod_name["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    names = [e["name"] for e in container["env"]]
+    assert names.index("POD_NAME") < names.index("BMAD_DATA_DIR"), "$(POD_NAME) expands only if defined first"
     mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
     volumes = {v["name"]: v for v in pod_spec["volumes"]}
 
