@@ -14,7 +14,8 @@ from .analytics import install as install_analytics
 from .auth import ANONYMOUS, Authenticator
 from .catalog import Catalog
 from .completions import install as install_completions
-from .errors import HTTPError, InternalError
+from .cors import CorsPolicy
+from .errors import HTTPError, InternalError, Unauthorized
 from .events import NullEvents
 from .logs import JsonLogger
 from .metrics import Registry
@@ -47,6 +48,8 @@ class App:
         self.metrics = Registry()
         self.events = NullEvents()
         self.auth = Authenticator(config.at("auth.api_keys"), environ)
+        self.auth_throttle = None  # the performance layer sets it: failed keys are rate limited per client
+        self.cors = CorsPolicy.from_config(config.at("server.cors_origins", []))
         self.catalog = Catalog.load(config.get("catalog_dir"))
         self.health_checks = {}
         self.health_extras = {}
@@ -79,13 +82,16 @@ class App:
     def dispatch(self, req):
         """Route, authenticate, guard and handle one request; always returns a Response."""
         try:
+            preflight = self.cors.apply(req, self.router)
+            if preflight is not None:
+                return preflight
             route, params = self.router.match(req.method, req.path)
             req.route = route
             req.params = params
             if route.auth == "open":
                 req.principal = self._optional_principal(req)
             else:
-                req.principal = self.auth.authenticate(req.headers)
+                req.principal = self._authenticate(req)
                 self.auth.authorize(req.principal, route.auth)
             for guard in self.guards:
                 guard(req)
@@ -98,6 +104,18 @@ class App:
                               path=req.path, error=traceback.format_exc(limit=20))
             return self.error_response(req, InternalError(
                 f"internal error; the server log has the details under request id {req.request_id}"))
+
+    def _authenticate(self, req):
+        throttle = self.auth_throttle
+        guessed = "authorization" in req.headers  # a missing key guesses nothing and is never limited
+        if throttle is not None and guessed:
+            throttle.check(req)  # a client over its failed-key budget is refused before its key is tried
+        try:
+            return self.auth.authenticate(req.headers)
+        except Unauthorized:
+            if throttle is not None:
+                throttle.failed(req, guessed)
+            raise
 
     def _optional_principal(self, req):
         try:

@@ -11,7 +11,7 @@ import threading
 from .cache import CAPACITY, EXPIRED, ResponseCache
 from .dedup import SingleFlight
 from .perfstats import PerfStats
-from .ratelimit import RateLimiter, RateLimitGuard
+from .ratelimit import AuthThrottle, RateLimiter, RateLimitGuard
 
 # Without a provider router (tests of this layer alone), waiters give a leader this long.
 DEFAULT_PROVIDER_TIMEOUT = 120.0
@@ -43,6 +43,11 @@ def install(app):
 
     app.guards.append(RateLimitGuard(app.limiter, by_user=not app.auth.open_mode,
                                      trust_proxy=config.at("server.trust_proxy"), on_limited=on_limited))
+    auth_failed = m.counter("bmad_auth_failed_total", "Requests refused for a missing or invalid API key.")
+    auth_failed.inc(0)
+    if not app.auth.open_mode:
+        app.auth_throttle = AuthThrottle(app.limiter, trust_proxy=config.at("server.trust_proxy"),
+                                         on_limited=on_limited, on_failed=auth_failed.inc)
     app.observers.append(_observer(app.perfstats))
     app.health_extras["performance"] = lambda: health_summary(app)
     _cache_metrics(m, app.response_cache)

@@ -20,7 +20,8 @@ from collections import OrderedDict
 
 from .errors import ConfigError, TooManyRequests
 
-CLASSES = ("api", "provider", "workflow")
+# "auth" is spent only by failed keys (``AuthThrottle``), per client address.
+CLASSES = ("api", "provider", "workflow", "auth")
 WINDOW_SECONDS = 60
 POLICY_KEYS = ("per_minute", "burst")
 # Idle buckets are swept from the least-recently-used end every this many acquisitions.
@@ -161,6 +162,17 @@ class RateLimiter:
         retry_after = 0 if allowed else max(1, math.ceil((cost - tokens) / policy.rate))
         return Decision(allowed, policy, int(tokens), reset, retry_after)
 
+    def retry_after(self, client, klass):
+        """Seconds until ``client`` has a token in ``klass`` again (0: it has one now); takes nothing."""
+        policy = self.policy_for(client, klass)
+        now = self.clock()
+        with self._lock:
+            bucket = self._buckets.get((client, klass))
+            if bucket is None:
+                return 0
+            tokens = min(float(policy.burst), bucket[0] + max(0.0, now - bucket[1]) * policy.rate)
+        return 0 if tokens >= 1 else max(1, math.ceil((1 - tokens) / policy.rate))
+
     def _make_room(self):
         while len(self._buckets) >= self.max_clients:
             # Dropping a partly drained bucket forgives its client some tokens;
@@ -232,3 +244,43 @@ class RateLimitGuard:
             f"rate limit exceeded for {klass} requests ({policy.per_minute} per minute, burst {policy.burst}); "
             f"retry in {decision.retry_after} s", type="rate_limited",
             headers={"Retry-After": str(decision.retry_after)})
+
+
+class AuthThrottle:
+    """Limits failed API keys per client address: a brute force gets 429 instead of more tries.
+
+    ``failed(req)`` spends a token of the client's ``auth`` bucket for each
+    401; once the bucket is empty, ``check(req)`` refuses every request of
+    that client that needs a key -- before the key is compared, so a correct
+    guess is not told apart -- until a token has refilled. Keyed by address,
+    not user: a failed key names no user. ``on_limited(client, klass, route)``
+    is called for each refusal.
+    """
+
+    def __init__(self, limiter, *, trust_proxy, on_limited=None, on_failed=None):
+        self.limiter = limiter
+        self.trust_proxy = trust_proxy
+        self.on_limited = on_limited
+        self.on_failed = on_failed
+
+    def check(self, req):
+        """Raise 429 when the caller has used up its failed-key budget."""
+        if not self.limiter.enabled:
+            return
+        client = client_of(req, by_user=False, trust_proxy=self.trust_proxy)
+        wait = self.limiter.retry_after(client, "auth")
+        if wait <= 0:
+            return
+        if self.on_limited is not None:
+            self.on_limited(client, "auth", req.route.template if req.route else "other")
+        policy = self.limiter.policy_for(client, "auth")
+        raise TooManyRequests(f"too many failed API keys from this client ({policy.per_minute} per minute, burst "
+                              f"{policy.burst}); retry in {wait} s", type="rate_limited",
+                              headers={"Retry-After": str(wait)})
+
+    def failed(self, req, guessed=True):
+        """Count one refused key; a wrong one (``guessed``) also spends a token of the caller's budget."""
+        if self.on_failed is not None:
+            self.on_failed()
+        if guessed and self.limiter.enabled:
+            self.limiter.acquire(client_of(req, by_user=False, trust_proxy=self.trust_proxy), "auth")

@@ -333,6 +333,8 @@ class ConnectionHandler(BaseHTTPRequestHandler):
             codings = [c.strip().lower() for c in te.split(",")]
             if codings[-1] != "chunked":
                 raise BadRequest("Transfer-Encoding must end with chunked", close=True)
+            if codings.count("chunked") > 1:  # RFC 9112 section 6.1: chunked at most once (duplicate headers)
+                raise BadRequest("chunked is applied more than once", close=True)
             if codings != ["chunked"]:
                 raise NotImplementedYet(f"transfer coding {codings[0]!r} is not supported", close=True)
             self._continue(version, headers)
