@@ -22,22 +22,25 @@ from pathlib import Path
 from . import __version__
 from .handlers.ui import CONTENT_TYPES, INDEX
 from .request import Response, dumps
+from .routing import MAX_PARAM_CHARS
 
 ENTRIES_PATH = Path(__file__).with_name("openapi_paths.json")
 OPENAPI_VERSION = "3.1.0"
 PARAM = re.compile(r"\{([^}]+)\}")
-MAX_PARAM_CHARS = 256
 
 # The error responses each policy adds, with the reason given in the document.
 AUTH_ERRORS = {"401": "missing or invalid API key (types missing_api_key, invalid_api_key; with WWW-Authenticate)"}
-OPEN_MODE_ERRORS = {"401": "X-User-ID is not 1-128 characters of letters, digits and . _ @ : - (type invalid_user_id)"}
+OPEN_MODE_ERRORS = {"401": "X-User-ID is not 1-128 characters of letters, digits and . _ @ : - "
+                           "(type invalid_user_id)"}
 ADMIN_ERRORS = {"403": "this endpoint needs an admin key (type forbidden)"}
 BODY_ERRORS = {"400": "the body is not a JSON object, is malformed or nested too deeply",
                "411": "no Content-Length (type length_required)",
                "413": "the body is larger than server.max_body_bytes (type payload_too_large)",
                "415": "the body is not application/json (type unsupported_media_type)"}
-PATH_ERRORS = {"400": "a path parameter is longer than 256 characters or has a control character, / or \\"}
-RATE_ERRORS = {"429": "the rate limit of this route's class is spent (type rate_limited; Retry-After says when to retry)"}
+PATH_ERRORS = {"400": f"a path parameter is longer than {MAX_PARAM_CHARS} characters "
+                      "or has a control character, / or \\"}
+RATE_ERRORS = {"429": "the rate limit of this route's class is spent "
+                      "(type rate_limited; Retry-After says when to retry)"}
 ALWAYS_ERRORS = {"503": "the service is draining for shutdown (status draining, Retry-After: 1)"}
 RATE_HEADERS = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "RateLimit-Policy")
 
