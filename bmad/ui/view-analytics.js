@@ -48,7 +48,7 @@ export function createAnalytics(ctx) {
         {label: "Runs", num: true, cell: (r) => fmtCount(r.executions)},
         {label: "Success", num: true, cell: (r) => fmtRatio(r.success_rate)},
         {label: "Avg latency", num: true, cell: (r) => fmtMs(r.avg_latency_ms)},
-        {label: "Tokens", num: true, cell: (r) => fmtCount((r.prompt_tokens || 0) + (r.completion_tokens || 0))},
+        {label: "Tokens", num: true, cell: (r) => fmtCount(r.total_tokens ?? ((r.prompt_tokens || 0) + (r.completion_tokens || 0)))},
         {label: "Cost", num: true, cell: (r) => fmtUsd(r.cost_usd)},
       ], tools, {empty: "No tool has been run in this period."})),
       section("Workflow success", table([
