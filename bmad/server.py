@@ -88,6 +88,7 @@ class Server(ThreadingHTTPServer):
         self._open = 0
         self._open_lock = threading.Lock()
         self._in_flight = 0
+        self._closing = False  # set, under _idle, once a drain has seen nothing in flight
         self._idle = threading.Condition()
         if ":" in host:
             self.address_family = socket.AF_INET6
@@ -136,8 +137,12 @@ class Server(ThreadingHTTPServer):
         self.app.logger.error("connection error", error=_describe_current())
 
     def begin_request(self):
+        """Count a request in flight; False once the drain is over (the request is then left unread)."""
         with self._idle:
+            if self._closing:
+                return False
             self._in_flight += 1
+            return True
 
     def end_request(self):
         with self._idle:
@@ -153,6 +158,7 @@ class Server(ThreadingHTTPServer):
         """
         self.draining = True
         self.shutdown()
+        self._answer_backlog()
         self.socket.close()
         deadline = time.monotonic() + seconds
         with self._idle:
@@ -162,8 +168,25 @@ class Server(ThreadingHTTPServer):
                     break
                 self._idle.wait(left)
             finished = self._in_flight == 0
+            # From here no request is begun, so cut_all cannot close a connection whose request was read.
+            self._closing = True
         self.watchdog.cut_all()
         return finished
+
+    def _answer_backlog(self):
+        """Take the connections the kernel completed but nobody accepted yet; each gets the draining 503.
+
+        Closing the listening socket would reset them, after their clients had connected and sent a request.
+        Bounded by the backlog size, as clients that were just answered may reconnect at once.
+        """
+        self.socket.setblocking(False)
+        for _ in range(self.request_queue_size):
+            try:
+                request, client_address = self.socket.accept()
+            except OSError:
+                return
+            request.setblocking(True)
+            self.process_request(request, client_address)
 
     def server_close(self):
         super().server_close()
@@ -218,7 +241,9 @@ class ConnectionHandler(BaseHTTPRequestHandler):
         # A request counts as in flight from its first byte, so a drain waits for
         # one whose head or body is still arriving; it is served normally.
         arrived_draining = server.draining
-        server.begin_request()
+        if not server.begin_request():
+            server.watchdog.disarm(sock)
+            return
         try:
             self._serve_one(sock, waited_since, started, arrived_draining)
         finally:
