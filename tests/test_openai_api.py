@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from tests.conftest import eventually
 from tests.fakes.upstream import FakeUpstream
 from tests.llm_support import UPSTREAM_KEY, assert_no_secret, entry, gateway_config, record_events
 
@@ -54,7 +55,8 @@ def test_sdk_streaming_against_each_provider_kind(start_app, upstream):
     finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
     assert finishes == ["stop"]
     assert chunks[-1].usage.prompt_tokens == 13 and chunks[-1].usage.completion_tokens == 5
-    status = service.app.llm.providers_status()[0]
+    # The stream's usage is counted when the gateway's generator finishes, just after [DONE] is sent.
+    status = eventually(lambda: next((s for s in service.app.llm.providers_status() if s["completion_tokens"]), None))
     assert status["prompt_tokens"] == 13 and status["completion_tokens"] == 5
     assert_no_secret(service)
 
@@ -67,7 +69,7 @@ def test_stream_without_include_usage_has_no_usage_chunk_but_usage_is_still_coun
     assert all(c.usage is None for c in chunks)
     if upstream.kind != "anthropic":
         assert upstream.requests[-1].json["stream_options"] == {"include_usage": True}
-    [event] = events.of("provider_request")
+    [event] = eventually(lambda: events.of("provider_request"))
     assert (event["prompt_tokens"], event["completion_tokens"]) == (13, 5)
     assert event["cost_usd"] == pytest.approx((13 * 0.15 + 5 * 0.60) / 1e6)
 
