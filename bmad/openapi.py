@@ -4,8 +4,9 @@ The JSON file holds one operation per (method, template) of the route
 table, with its parameters, body and success responses, plus the shared
 component schemas. What the route table already says is not repeated
 there but derived from each ``Route``: path parameters from the template,
-the error responses every request can get (401/403 from ``auth``, 429 and
-the ``RateLimit-*`` headers from ``rate_class``, 400/411/413/415 for a JSON
+the error responses every request can get (401/403, and 429 for too many
+wrong keys, from ``auth``; 429 and the ``RateLimit-*`` headers from
+``rate_class``; 400 for a bad path parameter; 400/411/413/415 for a JSON
 body), the error shape (OpenAI's on ``/v1``), and the ``x-bmad-*``
 extensions. ``x-errors`` in an entry maps a status to a description and
 becomes an error response of the right shape.
@@ -32,6 +33,7 @@ PARAM = re.compile(r"\{([^}]+)\}")
 AUTH_ERRORS = {"401": "missing or invalid API key (types missing_api_key, invalid_api_key; with WWW-Authenticate)"}
 OPEN_MODE_ERRORS = {"401": "X-User-ID is not 1-128 characters of letters, digits and . _ @ : - "
                            "(type invalid_user_id)"}
+AUTH_THROTTLE_ERRORS = {"429": "this client sent too many wrong API keys (type rate_limited; Retry-After)"}
 ADMIN_ERRORS = {"403": "this endpoint needs an admin key (type forbidden)"}
 BODY_ERRORS = {"400": "the body is not a JSON object, is malformed or nested too deeply",
                "411": "no Content-Length (type length_required)",
@@ -153,6 +155,7 @@ def operation(route, entries, *, open_mode):
         else:
             op["security"] = [{"bearerKey": []}]
             add(AUTH_ERRORS)
+            add(AUTH_THROTTLE_ERRORS)
             if route.auth == "admin":
                 add(ADMIN_ERRORS)
     else:
