@@ -239,7 +239,7 @@ def config_overlays(draw):
 
 
 @given(overlay=config_overlays())
-def test_config_overlay_gives_config_or_config_error(overlay, tmp_path_factory):
+def test_config_overlay_gives_config_or_config_error(overlay):
     try:
         config = load(environ={}, data=overlay)
     except ConfigError as e:

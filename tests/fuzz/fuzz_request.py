@@ -12,18 +12,22 @@ Each input is one of two shapes, chosen by its first byte:
 A finding is any exception that escapes the parser or the app, any 5xx the
 gateway answers (the offline provider cannot fail, so a 5xx is a bug) and
 any response that is not one well-formed HTTP/1.1 message with an exact
-``Content-Length``. Rate limits are off so every input reaches a handler.
+``Content-Length`` (none on a 204 or 304). Rate limits are off so every
+input reaches a handler; analytics is on, so recording is exercised too.
 
 Run on demand, outside CI (needs ``pip install atheris``)::
 
+    mkdir -p /tmp/bmad-fuzz-corpus
     nice python tests/fuzz/fuzz_request.py -max_total_time=600 -timeout=10 \
-        -dict=tests/fuzz/http.dict tests/fuzz/corpus
+        -dict=tests/fuzz/http.dict /tmp/bmad-fuzz-corpus tests/fuzz/seeds
 
-``-max_total_time`` bounds the run; the corpus folder collects the inputs
-that reached new code; a crash writes ``crash-<sha1>`` beside it with the
-input that caused it. ``python tests/fuzz/fuzz_request.py crash-<sha1>``
-replays one input; ``tests/test_fuzz_replay.py`` replays ``seeds/`` and
-``regressions/`` (the inputs of every crash found and fixed) in the normal test run.
+``-max_total_time`` bounds the run; the first folder collects the inputs
+that reached new code (keep it out of the repository; ``seeds/`` is only
+read); a crash writes ``crash-<sha1>`` in the current folder with the input
+that caused it (``-artifact_prefix=DIR/`` puts it elsewhere).
+``python tests/fuzz/fuzz_request.py crash-<sha1>`` replays one input;
+``tests/test_fuzz_replay.py`` replays ``seeds/`` and ``regressions/`` (the
+inputs of every crash found and fixed) in the normal test run.
 """
 
 import io
@@ -36,9 +40,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import contextlib  # noqa: E402
+import importlib  # noqa: E402
 
 # The standard library is imported before instrumenting, so coverage feedback comes from bmad's own code.
-import http.client, http.server, socketserver, sqlite3, ssl, uuid, queue, email.utils  # noqa: E401,E402,F401
+for _name in ("http.client", "http.server", "socketserver", "sqlite3", "ssl", "uuid", "queue", "email.utils"):
+    importlib.import_module(_name)
 
 try:
     import atheris
