@@ -20,13 +20,17 @@ class EventQueue:
         self.items = deque()
         self._ready = threading.Condition(lock)
         self._waiting = False
+        self._wake_at = 1  # how many items the waiting writer wants before it is woken
 
     def put_locked(self, item):
         """Append ``item`` unless the queue is full; the caller holds ``lock``. True when queued."""
-        if len(self.items) >= self.maxsize:
+        items = self.items
+        if len(items) >= self.maxsize:
             return False
-        self.items.append(item)
-        if self._waiting:
+        items.append(item)
+        # Waking the writer for every event costs a thread switch per request under load;
+        # it is woken once the count it waits for has arrived (its timeout covers the rest).
+        if self._waiting and len(items) >= self._wake_at:
             self._ready.notify()
         return True
 
@@ -36,12 +40,14 @@ class EventQueue:
             self.items.append(item)
             self._ready.notify()
 
-    def take(self, limit, timeout):
-        """Up to ``limit`` items, first waiting up to ``timeout`` seconds for one; [] when none came."""
+    def take(self, limit, timeout, wait_for=1):
+        """Up to ``limit`` items, first waiting up to ``timeout`` seconds for ``wait_for`` of them (or a
+        control marker); whatever is there then, [] when none came."""
         with self.lock:
             items = self.items
-            if not items and timeout > 0:
+            if len(items) < wait_for and timeout > 0:
                 self._waiting = True
+                self._wake_at = max(1, wait_for)
                 try:
                     self._ready.wait(timeout)
                 finally:

@@ -149,13 +149,16 @@ class Writer:
         deadline = None
         while len(batch) < self.batch_size:
             if not pending:
+                wanted = self.batch_size - len(batch)
                 if deadline is None:
                     timeout = 0.0 if self._purging else self.flush_interval
+                    wait_for = 1  # the first event starts the batch's flush interval
                 else:
                     timeout = deadline - self.monotonic()
                     if timeout <= 0 or self._purging:
                         break
-                pending.extend(self.queue.take(self.batch_size - len(batch), timeout))
+                    wait_for = wanted  # a full batch or the deadline, not a wake-up per event
+                pending.extend(self.queue.take(wanted, timeout, wait_for))
                 if not pending:
                     break
             item = pending.popleft()
