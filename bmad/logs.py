@@ -5,6 +5,8 @@ import os
 import time
 
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
+# What json.dumps(record, default=str, ensure_ascii=False) builds on every call, built once.
+_encode = json.JSONEncoder(default=str, ensure_ascii=False).encode
 
 
 class JsonLogger:
@@ -18,6 +20,7 @@ class JsonLogger:
         self.threshold = LEVELS[level]
         self.fd = fd
         self.clock = clock
+        self._second = (None, "")  # the last whole second formatted, and its text
 
     def enabled(self, level):
         """True when lines at ``level`` are written."""
@@ -27,11 +30,18 @@ class JsonLogger:
         """Write one line at ``level`` with ``msg`` and ``fields``."""
         if LEVELS[level] < self.threshold:
             return
-        ts = self.clock()
-        record = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z",
-                  "level": level, "msg": msg}
+        record = {"ts": self._timestamp(self.clock()), "level": level, "msg": msg}
         record.update(fields)
-        self.write((json.dumps(record, default=str, ensure_ascii=False) + "\n").encode("utf-8", "replace"))
+        self.write((_encode(record) + "\n").encode("utf-8", "replace"))
+
+    def _timestamp(self, ts):
+        """ISO 8601 UTC with milliseconds; the date and time part is formatted once a second."""
+        second, text = self._second
+        if second != int(ts):
+            second = int(ts)
+            text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = (second, text)  # one tuple: threads never see half an update
+        return f"{text}.{int(ts % 1 * 1000):03d}Z"
 
     def write(self, data):
         """Write one encoded line (tests override this to capture lines)."""

@@ -9,8 +9,14 @@ from .errors import BadRequest, LengthRequired, UnsupportedMediaType
 JSON_TYPE = "application/json"
 
 
-def json_depth_exceeds(value, limit):
-    """True when ``value`` nests lists/objects deeper than ``limit``."""
+def json_depth_exceeds(value, limit, text=None):
+    """True when ``value`` nests lists/objects deeper than ``limit``.
+
+    ``text``, the JSON it was parsed from, lets a body with at most ``limit``
+    brackets (each level needs one) skip the walk.
+    """
+    if isinstance(text, (bytes, bytearray)) and text.count(b"[") + text.count(b"{") <= limit:
+        return False
     stack = [(value, 1)]
     while stack:
         node, depth = stack.pop()
@@ -105,7 +111,7 @@ class Request:
                 raise BadRequest(f"the body is not valid JSON: {e}") from None
             if not isinstance(value, dict):
                 raise BadRequest("the JSON body must be an object")
-            if json_depth_exceeds(value, self.max_json_depth):
+            if json_depth_exceeds(value, self.max_json_depth, self.body):
                 raise BadRequest(f"the JSON body is nested deeper than {self.max_json_depth} levels")
             self._json = value
         return self._json
@@ -128,9 +134,13 @@ class Response:
         self.stream = stream
 
 
+# What json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=str) builds per call, built once.
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
+
+
 def dumps(obj):
     """Encode ``obj`` as compact UTF-8 JSON."""
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=str).encode("utf-8")
+    return _encode(obj).encode("utf-8")
 
 
 def json_response(obj, status=200, headers=None):
