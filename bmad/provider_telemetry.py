@@ -52,51 +52,47 @@ class ProviderTelemetry:
     def succeeded(self, provider, model, latency_s, prompt_tokens, completion_tokens, user, served_model=None,
                   status="success"):
         """Count one successful attempt; returns its cost in USD."""
-        cost = 0.0 if provider.type == "offline" else self.pricing.cost(model, prompt_tokens, completion_tokens,
-                                                                         *((served_model,) if served_model else ()))
-        label = self.model_label(model)
-        name = provider.name
-        self.requests.inc(provider=name, model=label, outcome="success")
-        self.duration.observe(latency_s, provider=name)
-        if prompt_tokens:
-            self.tokens.inc(prompt_tokens, provider=name, model=label, kind="prompt")
-        if completion_tokens:
-            self.tokens.inc(completion_tokens, provider=name, model=label, kind="completion")
-        if cost:
-            self.cost.inc(cost, provider=name, model=label)
-        latency_ms = round(latency_s * 1000.0, 3)
-        self.stats[name].record(True, latency_ms, prompt_tokens, completion_tokens, cost)
-        self.record_event("provider_request", provider=name, model=model[:200], status=status, latency_ms=latency_ms,
-                          prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, cost_usd=cost,
-                          user_id=user)
+        cost, _ = self._attempt(provider, model, "success", True, status, latency_s, prompt_tokens,
+                                completion_tokens, user, served_model)
         return cost
 
     def failed(self, provider, model, error, latency_s, user, request_id=None, prompt_tokens=0, completion_tokens=0):
-        """Count one failed attempt (``error`` is a ``ProviderError``); returns the cost of any tokens used."""
+        """Count one failed attempt (``error`` is a ``ProviderError``); returns the cost of any tokens used.
+
+        A stream that broke after the provider reported usage still costs its tokens.
+        """
         name = provider.name
-        cost = 0.0
-        if prompt_tokens or completion_tokens:  # a stream that broke after the provider reported usage
-            cost = self.pricing.cost(model, prompt_tokens, completion_tokens) if provider.type != "offline" else 0.0
-        label = self.model_label(model)
-        self.requests.inc(provider=name, model=label, outcome=error.kind)
-        self.duration.observe(latency_s, provider=name)
-        if prompt_tokens:
-            self.tokens.inc(prompt_tokens, provider=name, model=label, kind="prompt")
-        if completion_tokens:
-            self.tokens.inc(completion_tokens, provider=name, model=label, kind="completion")
-        if cost:
-            self.cost.inc(cost, provider=name, model=label)
-        latency_ms = round(latency_s * 1000.0, 3)
-        self.stats[name].record(False, latency_ms, prompt_tokens, completion_tokens, cost)
-        self.record_event("provider_request", provider=name, model=model[:200], status="error",
-                          latency_ms=latency_ms, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-                          cost_usd=cost, user_id=user)
+        cost, latency_ms = self._attempt(provider, model, error.kind, False, "error", latency_s, prompt_tokens,
+                                         completion_tokens, user)
         self.record_event("provider_failure", provider=name, error_type=error.kind, status=error.status,
                           user_id=user)
         self.logger.warning("provider attempt failed", provider=name, model=model[:200], error_type=error.kind,
                             status=error.status, error=error.message[:300], request_id=request_id,
                             latency_ms=latency_ms)
         return cost
+
+    def _attempt(self, provider, model, outcome, ok, status, latency_s, prompt_tokens, completion_tokens, user,
+                 served_model=None):
+        """Metrics, per-provider stats and the ``provider_request`` event of one attempt; ``(cost, latency_ms)``."""
+        cost = 0.0
+        if provider.type != "offline" and (prompt_tokens or completion_tokens):
+            cost = self.pricing.cost(model, prompt_tokens, completion_tokens, *((served_model,) if served_model else ()))
+        label = self.model_label(model)
+        name = provider.name
+        self.requests.inc(provider=name, model=label, outcome=outcome)
+        self.duration.observe(latency_s, provider=name)
+        if prompt_tokens:
+            self.tokens.inc(prompt_tokens, provider=name, model=label, kind="prompt")
+        if completion_tokens:
+            self.tokens.inc(completion_tokens, provider=name, model=label, kind="completion")
+        if cost:
+            self.cost.inc(cost, provider=name, model=label)
+        latency_ms = round(latency_s * 1000.0, 3)
+        self.stats[name].record(ok, latency_ms, prompt_tokens, completion_tokens, cost)
+        self.record_event("provider_request", provider=name, model=model[:200], status=status, latency_ms=latency_ms,
+                          prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, cost_usd=cost,
+                          user_id=user)
+        return cost, latency_ms
 
     def failover(self, from_provider, to_provider, model, user, request_id=None):
         """A request moved on from one provider to the next."""

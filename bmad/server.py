@@ -23,7 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from .errors import (BadRequest, HeadersTooLarge, HTTPError, NotImplementedYet, PayloadTooLarge, URITooLong,
                      VersionNotSupported)
-from .request import Request, Response, dumps
+from .request import Request, dumps
 from .watchdog import Watchdog
 
 MAX_REQUEST_LINE = 16384

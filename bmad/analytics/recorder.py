@@ -13,18 +13,9 @@ from collections import OrderedDict
 
 from .eventqueue import EventQueue
 from .realtime import RealTime
-from .schema import EVENT_TYPES, INDEX, normalize
+from .schema import COMPLETION, COST, ERROR, EVENT_TYPES, LATENCY, PROMPT, RUN_ID, SESSION, USER, normalize
 
 MAX_OPEN_SESSIONS = 100_000
-_OFF = 2
-USER = _OFF + INDEX["user_id"]
-SESSION = _OFF + INDEX["session_id"]
-ERROR = _OFF + INDEX["error"]
-LATENCY = _OFF + INDEX["latency_ms"]
-RUN_ID = _OFF + INDEX["run_id"]
-PROMPT = _OFF + INDEX["prompt_tokens"]
-COMPLETION = _OFF + INDEX["completion_tokens"]
-COST = _OFF + INDEX["cost_usd"]
 WORKFLOW_ENDS = frozenset({"workflow_completed", "workflow_failed"})
 DROP_REASONS = ("queue_full", "write_error", "invalid_type", "record_error", "closed")
 

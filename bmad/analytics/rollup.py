@@ -8,7 +8,7 @@ counts and sums, which keeps a 90-day report cheap and lets trends outlive the
 raw-event purge.
 """
 
-from .schema import INDEX
+from .schema import COMPLETION, COST, ERROR, INDEX, LATENCY, PROMPT, ROW_OFFSET, SESSION, TOTAL, TS, TYPE, USER
 
 DAY_SECONDS = 86400
 
@@ -24,16 +24,6 @@ ANY_TYPE = "*"
 STEP_SEP = "\x1f"
 
 WORKFLOW_I, STEP_I, TOOL_I = INDEX["workflow"], INDEX["step"], INDEX["tool"]
-TS, TYPE = 0, 1
-_OFF = 2  # row = [ts, type, *columns, extra]
-USER = _OFF + INDEX["user_id"]
-SESSION = _OFF + INDEX["session_id"]
-ERROR = _OFF + INDEX["error"]
-LATENCY = _OFF + INDEX["latency_ms"]
-PROMPT = _OFF + INDEX["prompt_tokens"]
-COMPLETION = _OFF + INDEX["completion_tokens"]
-COST = _OFF + INDEX["cost_usd"]
-TOTAL = _OFF + INDEX["total_tokens"]
 WIDTH = 8  # events, errors, prompt, completion, cost, latency sum, latency count, total tokens
 
 UPSERT_ROLLUP = """INSERT INTO daily_rollup (dim, day, type, key, events, errors, prompt_tokens, completion_tokens,
@@ -77,7 +67,7 @@ class Batch:
             delta = (1, row[ERROR] or 0, row[PROMPT] or 0, row[COMPLETION] or 0, row[COST] or 0.0,
                      latency or 0.0, 0 if latency is None else 1, row[TOTAL] or 0)
             keys = [("all", day, type, "")]
-            columns = row[_OFF:]
+            columns = row[ROW_OFFSET:]
             for dim, i in DIMENSIONS:
                 value = columns[i]
                 if value is not None:

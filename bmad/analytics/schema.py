@@ -28,6 +28,19 @@ INDEX = {name: i for i, name in enumerate(COLUMN_NAMES)}
 ROW_COLUMNS = ("ts", "type") + COLUMN_NAMES + ("extra",)
 EVENTS_COLUMNS = ROW_COLUMNS  # the ``events`` table's columns besides ``id``, in insert order
 
+# Positions in a row (a list in ROW_COLUMNS order: ts, type, the columns, extra).
+TS, TYPE = 0, 1
+ROW_OFFSET = 2
+USER = ROW_OFFSET + INDEX["user_id"]
+SESSION = ROW_OFFSET + INDEX["session_id"]
+ERROR = ROW_OFFSET + INDEX["error"]
+LATENCY = ROW_OFFSET + INDEX["latency_ms"]
+RUN_ID = ROW_OFFSET + INDEX["run_id"]
+PROMPT = ROW_OFFSET + INDEX["prompt_tokens"]
+COMPLETION = ROW_OFFSET + INDEX["completion_tokens"]
+COST = ROW_OFFSET + INDEX["cost_usd"]
+TOTAL = ROW_OFFSET + INDEX["total_tokens"]
+
 # Other names callers use for a column (the first one given wins).
 ALIASES = {
     "user": "user_id", "duration_ms": "latency_ms", "tool_id": "tool", "workflow_id": "workflow",
