@@ -492,7 +492,11 @@ def run(requests=50_000, concurrency=64, streams=200, hold_seconds=10.0, time_li
         marks = {}
         mark_at = max(1, requests // 10)
 
+        deciles = []
+
         def on_progress(serial):
+            if serial % mark_at == 0:
+                deciles.append(gateway.status("VmRSS"))
             if serial == mark_at:
                 marks["rss_10pct_kb"] = gateway.status("VmRSS")
                 marks["db_10pct_kb"] = (gateway.data_dir / "analytics.db").stat().st_size // 1024
@@ -503,6 +507,7 @@ def run(requests=50_000, concurrency=64, streams=200, hold_seconds=10.0, time_li
         load_seconds = time.monotonic() - load_began
         figures["rss_end_kb"] = gateway.status("VmRSS")
         figures["rss_10pct_kb"] = marks.get("rss_10pct_kb", figures["rss_start_kb"])
+        figures["rss_by_tenth_kb"] = deciles
         figures["threads_after_load"] = gateway.status("Threads")
         main_latencies = tally.latencies[warmed:]
         figures.update(load_requests=len(main_latencies), load_seconds=round(load_seconds, 2),
