@@ -2,11 +2,15 @@
 
 import json
 import math
+import re
 from urllib.parse import parse_qs
 
 from .errors import BadRequest, LengthRequired, UnsupportedMediaType
 
 JSON_TYPE = "application/json"
+# A \ud800-\udfff escape that is not half of a pair parses to a lone surrogate, which no UTF-8
+# encoder takes (RFC 8259 section 8.2 leaves such strings undefined; I-JSON, RFC 7493, forbids them).
+SURROGATE_ESCAPE = re.compile(rb"\\[uU][dD][89a-fA-F]")
 
 
 def json_depth_exceeds(value, limit, text=None):
@@ -111,6 +115,8 @@ class Request:
                 raise BadRequest(f"the body is not valid JSON: {e}") from None
             if not isinstance(value, dict):
                 raise BadRequest("the JSON body must be an object")
+            if SURROGATE_ESCAPE.search(self.body) and not _is_utf8_text(value):
+                raise BadRequest("the JSON body has a \\u escape of a lone surrogate (\\ud800-\\udfff) in a string")
             if json_depth_exceeds(value, self.max_json_depth, self.body):
                 raise BadRequest(f"the JSON body is nested deeper than {self.max_json_depth} levels")
             self._json = value
@@ -136,11 +142,24 @@ class Response:
 
 # What json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=str) builds per call, built once.
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
+_encode_ascii = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, default=str).encode
+
+
+def _is_utf8_text(value):
+    try:
+        _encode(value).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def dumps(obj):
     """Encode ``obj`` as compact UTF-8 JSON."""
-    return _encode(obj).encode("utf-8")
+    text = _encode(obj)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: \u escapes keep the JSON valid and the bytes UTF-8
+        return _encode_ascii(obj).encode("ascii")
 
 
 def json_response(obj, status=200, headers=None):

@@ -65,3 +65,29 @@ def test_upstream_retry_after_with_non_ascii_digit_is_ignored():
     """A hostile upstream's 'Retry-After: \u00b2' (latin-1 0xB2) passed isdigit() and float() raised."""
     assert _retry_after("\u00b2") is None
     assert _retry_after("7") == 7.0
+
+
+def test_lone_surrogate_escapes_in_a_body_are_a_400(start_app):
+    """atheris: {"\\ud800": ""} made the 400 naming the field unencodable as UTF-8; the error escaped
+    dispatch and the connection closed with no answer. The same held for any echoed string."""
+    service = start_app()
+    cases = [("/bmad/workflows/greenfield-service/runs", b'{"\\ud800":""}'),
+             (CHAT, b'{"model":"x\\udfff","messages":[{"role":"user","content":"hi"}]}'),
+             ("/bmad/tools/analyst/preview", b'{"input":{"\\uDBFF":"x"}}')]
+    for path, body in cases:
+        status, _, answer = exchange(service.port, f"POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: "
+                                     f"application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+        assert status == 400 and b"lone surrogate" in answer, (path, answer)
+    paired = b'{"model":"bmad-default","messages":[{"role":"user","content":"\\ud83d\\ude00"}]}'
+    status, _, _ = exchange(service.port, f"POST {CHAT} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json"
+                            f"\r\nContent-Length: {len(paired)}\r\n\r\n".encode() + paired)
+    assert status == 200  # a surrogate pair is one character, not an error
+
+
+def test_dumps_never_raises_on_a_lone_surrogate():
+    """Defence in depth: an error message that echoes one still encodes (as a \\u escape)."""
+    import json
+    from bmad.request import dumps
+    body = dumps({"message": "unknown field '\ud800'", "ok": "\u00e9"})
+    assert json.loads(body) == {"message": "unknown field '\ud800'", "ok": "\u00e9"}
+    body.decode("utf-8")
