@@ -33,6 +33,7 @@ repeat the run.
 import argparse
 import http.client
 import json
+import math
 import os
 import secrets
 import shutil
@@ -235,7 +236,7 @@ def start_minimal_proxy(procs, origin):
     process = procs.popen([sys.executable, "-m", "benchmarks.minimal_proxy", origin, "--port", str(port)], cwd=REPO)
     url = f"http://127.0.0.1:{port}"
     wait_http(url + "/v1/models", START_TIMEOUT, process)
-    return url
+    return url, process
 
 
 def find_litellm(given):
@@ -261,7 +262,7 @@ def start_litellm(procs, executable, origin):
                           stderr=open(os.path.join(procs.tmp, "litellm.log"), "w"))
     url = f"http://127.0.0.1:{port}"
     wait_http(url + "/health/liveliness", LITELLM_START_TIMEOUT, process)
-    return url
+    return url, process
 
 
 # -- load -------------------------------------------------------------------------------------
@@ -435,23 +436,31 @@ def cache_entries(origin):
 
 # -- the run ----------------------------------------------------------------------------------
 
-def measure(loader, cells, rounds, seconds, log, quiet_pids=()):
+def measure(loader, cells, rounds, seconds, log, quiet_pids=(), server_pids=None):
     """Run every (name, concurrency) cell ``rounds`` times, interleaved; returns the median of each figure.
 
     Before each cell the processes in ``quiet_pids`` are given time to finish
     background work left by the one before (the analytics writer catching up).
+    ``server_pids`` (cell name -> pid) adds ``cpu_us``: the server process's
+    CPU time per request, which a busy machine disturbs far less than req/s.
     """
+    server_pids = server_pids or {}
     results = {}
     for r in range(rounds):
         for name, url, body, headers in cells:
             for concurrency in (1, 16):
                 settle(quiet_pids)
                 loader.run(url, concurrency, 1, body, headers)  # warm-up: connections, caches, pools
+                pid = server_pids.get(name)
+                cpu_before = cpu_seconds(pid) if pid else None
                 result = loader.run(url, concurrency, seconds, body, headers)
+                if cpu_before is not None and result["count"]:
+                    result["cpu_us"] = (cpu_seconds(pid) - cpu_before) / result["count"] * 1e6
                 results.setdefault((name, concurrency), []).append(result)
                 log(f"  round {r + 1}/{rounds} {name:<22} c{concurrency:<3} {result['rps']:>9.0f} req/s  "
                     f"p50 {result['p50_ms']:.3f} ms  p99 {result['p99_ms']:.3f} ms  errors {result['errors']}")
-    return {key: {figure: statistics.median(r[figure] for r in runs) for figure in ("rps", "p50_ms", "p99_ms")}
+    return {key: {figure: statistics.median(r.get(figure, math.nan) for r in runs)
+                  for figure in ("rps", "p50_ms", "p99_ms", "cpu_us")}
             | {"errors": sum(r["errors"] for r in runs), "rounds": [round(r["rps"]) for r in runs]}
             for key, runs in results.items()}
 
@@ -489,7 +498,10 @@ def main(argv=None):
         sse_origin = f"http://127.0.0.1:{procs.spawn(_serve_sse_upstream)}"
         miss_url, miss_process = start_gateway(procs, "miss", origin, sse_origin, cache=False)
         hit_url, hit_process = start_gateway(procs, "hit", origin, sse_origin, cache=True)
-        proxy_url = start_minimal_proxy(procs, origin)
+        start_rss = rss_mib(hit_process.pid)
+        proxy_url, proxy_process = start_minimal_proxy(procs, origin)
+        server_pids = {"minimal stdlib proxy": proxy_process.pid, "gateway cache miss": miss_process.pid,
+                       "gateway cache hit": hit_process.pid, "/bmad/health": hit_process.pid}
         body = BODY.encode()
         cells = [("upstream direct", origin + CHAT, body, {}),
                  ("minimal stdlib proxy", proxy_url + CHAT, body, {}),
@@ -504,11 +516,13 @@ def main(argv=None):
                                "/tmp/litellm-venv/bin/pip install 'litellm[proxy]')"
             else:
                 log(f"starting LiteLLM ({executable}) ...")
-                cells.append(("LiteLLM proxy", start_litellm(procs, executable, origin) + CHAT, body,
+                litellm_url, litellm_process = start_litellm(procs, executable, origin)
+                server_pids["LiteLLM proxy"] = litellm_process.pid
+                cells.append(("LiteLLM proxy", litellm_url + CHAT, body,
                               {"Authorization": f"Bearer {LITELLM_KEY}"}))
         log(f"upstream: {upstream_kind}; load: {loader.name}; {args.rounds} rounds x {args.duration:g}s per cell")
         gateway_pids = [miss_process.pid, hit_process.pid]
-        table = measure(loader, cells, args.rounds, args.duration, log, gateway_pids)
+        table = measure(loader, cells, args.rounds, args.duration, log, gateway_pids, server_pids)
         settle(gateway_pids)
 
         log("streaming time to first byte ...")
@@ -546,15 +560,16 @@ def main(argv=None):
     print(f"upstream: {upstream_kind}; load: {loader.name}, keep-alive; {os.cpu_count()} CPUs; "
           f"medians of {args.rounds} rounds x {args.duration:g}s per cell")
     print(f"{'':<22} {'c1 req/s':>9} {'p50 ms':>8} {'p99 ms':>8}   {'c16 req/s':>9} {'p50 ms':>8} {'p99 ms':>8}"
-          f"  errors")
+          f"  {'CPU us/req c16':>14}  errors")
     for name, *_ in cells:
         a, b = row(name, 1), row(name, 16)
         print(f"{name:<22} {a['rps']:>9.0f} {a['p50_ms']:>8.3f} {a['p99_ms']:>8.3f}   "
-              f"{b['rps']:>9.0f} {b['p50_ms']:>8.3f} {b['p99_ms']:>8.3f}  {a['errors'] + b['errors']}")
+              f"{b['rps']:>9.0f} {b['p50_ms']:>8.3f} {b['p99_ms']:>8.3f}  "
+              f"{'-' if math.isnan(b['cpu_us']) else format(b['cpu_us'], '.0f'):>14}  {a['errors'] + b['errors']}")
     print(f"streaming TTFB (Python fake SSE upstream, median of {len(gateway_ttfb)}): direct {d_ttfb:.3f} ms, "
           f"through the gateway {g_ttfb:.3f} ms")
     print(f"cache fill: {filled}/{CACHE_ENTRIES} answered 200, {entries} entries; "
-          f"gateway RSS {'n/a' if rss is None else f'{rss:.1f} MiB'}")
+          f"gateway RSS {'n/a' if rss is None else f'{rss:.1f} MiB'} (at start {start_rss or 0:.1f} MiB)")
     if litellm_note:
         print(litellm_note)
     print()
