@@ -46,12 +46,8 @@ def test_a_route_without_entry_is_named():
 
     entries = load_entries()
     assert missing_entries([FakeRoute()], entries) == ["GET /bmad/brand-new/{thing_id}"]
-    try:
+    with pytest.raises(KeyError, match=re.escape("GET /bmad/brand-new/{thing_id}")):
         build_document([FakeRoute()], entries)
-    except KeyError as e:
-        assert "GET /bmad/brand-new/{thing_id}" in str(e)
-    else:
-        raise AssertionError("a route without an entry must not build")
 
 
 def test_served_document_is_valid_openapi_31(start_app, client_for):
@@ -140,6 +136,10 @@ def test_schemathesis_finds_no_issue(start_app, tmp_path, mode):
     assert result.returncode == 0, f"schemathesis found issues (exit {result.returncode}):\n{output[-12000:]}"
     generated = re.search(r"(\d+) generated", output)
     assert generated and int(generated.group(1)) > 0, output[-3000:]
+    # Each accepted start queues a real workflow run; the example count keeps them few (about a dozen),
+    # well under workflows.queue_limit, so no 503 queue_full and no long tail of runs to finish.
+    runs, _ = service.app.workflows.store.list(workflow=None, state=None, user=None, limit=100, before_seq=None)
+    assert len(runs) < 60, f"{len(runs)} workflow runs started; lower the example count"
     print(output[-1500:], file=sys.stderr)
 
 
