@@ -7,7 +7,7 @@ import signal
 import sys
 import threading
 
-from . import __version__
+from . import __version__, allocator
 from .app import build_app
 from .config import load, redacted
 from .errors import ConfigError
@@ -46,6 +46,7 @@ def prepare_data_dir(path):
 def main(argv=None):
     """Run the service; returns the process exit code."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    allocator.cap_arenas()
     overrides = {key: getattr(args, flag) for flag, key in FLAG_KEYS.items()}
     fail = JsonLogger("error")
     try:
@@ -64,6 +65,7 @@ def main(argv=None):
     except OSError as e:
         fail.error(f"cannot listen on {config.at('server.host')}:{config.at('server.port')}: {e.strerror or e}")
         return 2
+    trimmer = allocator.Trimmer().start()
     stop = threading.Event()
 
     def on_signal(signum, frame):
@@ -79,5 +81,6 @@ def main(argv=None):
                     open_mode=app.auth.open_mode)
     while not stop.wait(1.0):
         pass
+    trimmer.stop()
     service.stop()
     return 0

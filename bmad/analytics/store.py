@@ -19,7 +19,13 @@ from ..errors import ConfigError, ServiceUnavailable
 BUSY_TIMEOUT_MS = 5000
 READ_TIME_LIMIT_SECONDS = 10.0
 MAX_IDLE_READERS = 4
-WRITER_CACHE_KIB = 32768
+# Reports run at most this many at once, each on a pooled reader with a small page cache: many
+# concurrent report queries would each hold a page cache and sorter memory, and readers opened
+# and closed under load leave the C heap fragmented (RSS grows though SQLite frees the memory).
+MAX_CONCURRENT_READS = 4
+READER_CACHE_KIB = 2048
+READ_QUEUE_SECONDS = 10.0
+WRITER_CACHE_KIB = 8192
 WAL_AUTOCHECKPOINT_PAGES = 4000
 
 
@@ -139,6 +145,7 @@ class Store:
         self._uri = Path(self.path).resolve().as_uri() + "?mode=ro"
         self._idle = []
         self._lock = threading.Lock()
+        self._read_slots = threading.BoundedSemaphore(MAX_CONCURRENT_READS)
         self._closed = False
 
     @classmethod
@@ -168,19 +175,35 @@ class Store:
         conn = sqlite3.connect(self._uri, uri=True, isolation_level=None, check_same_thread=False,
                                timeout=BUSY_TIMEOUT_MS / 1000.0)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute(f"PRAGMA cache_size = -{READER_CACHE_KIB}")
         return conn
 
     @contextmanager
     def reading(self, time_limit=READ_TIME_LIMIT_SECONDS):
-        """Lend a read-only connection; queries running past ``time_limit`` seconds are interrupted (503)."""
-        with self._lock:
-            conn = self._idle.pop() if self._idle else None
+        """Lend a read-only connection; queries running past ``time_limit`` seconds are interrupted (503).
+
+        At most ``MAX_CONCURRENT_READS`` readers are lent at once; a report that cannot get one within
+        ``READ_QUEUE_SECONDS`` is answered 503 with Retry-After.
+        """
+        if not self._read_slots.acquire(timeout=READ_QUEUE_SECONDS):
+            raise ServiceUnavailable("too many analytics reports are running; try again shortly",
+                                     type="analytics_busy", headers={"Retry-After": "1"})
         try:
-            if conn is None:
-                conn = self._connect_reader()
-        except sqlite3.Error as e:
-            raise ServiceUnavailable(f"the analytics database cannot be read: {e}",
-                                     type="analytics_unavailable") from None
+            with self._lock:
+                conn = self._idle.pop() if self._idle else None
+            try:
+                if conn is None:
+                    conn = self._connect_reader()
+            except sqlite3.Error as e:
+                raise ServiceUnavailable(f"the analytics database cannot be read: {e}",
+                                         type="analytics_unavailable") from None
+            with self._borrowed(conn, time_limit) as borrowed:
+                yield borrowed
+        finally:
+            self._read_slots.release()
+
+    @contextmanager
+    def _borrowed(self, conn, time_limit):
         deadline = time.monotonic() + time_limit
         conn.set_progress_handler(lambda: 1 if time.monotonic() > deadline else 0, 20000)
         healthy = True
