@@ -185,7 +185,8 @@ def start_upstream(procs, use_nginx):
         wait_http(origin + "/v1/models", 20, process)
         return origin, "nginx (1 worker)"
     port = procs.spawn(_serve_upstream)
-    return f"http://127.0.0.1:{port}", "Python FastUpstream (nginx not found)"
+    why = "nginx not found" if use_nginx else "--upstream python"
+    return f"http://127.0.0.1:{port}", f"Python FastUpstream ({why})"
 
 
 def _serve_sse_upstream(conn):
