@@ -1,23 +1,10 @@
 """Rate limits, /bmad/performance and the health summary over real sockets (fake clock, no waiting)."""
 
-import threading
-
 from tests.conftest import FakeClock, eventually
+from tests.llm_support import EventLog as RecordingEvents
 
 KEYS = {"auth": {"api_keys": [{"key": "alice-key", "user": "alice"}, {"key": "bob-key", "user": "bob"}]}}
 RATE_HEADERS = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "RateLimit-Policy")
-
-
-class RecordingEvents:
-    enabled = True
-
-    def __init__(self):
-        self.events = []
-        self._lock = threading.Lock()
-
-    def record(self, type, **fields):
-        with self._lock:
-            self.events.append((type, fields))
 
 
 def test_the_101st_api_request_in_a_minute_is_refused(start_app, client_for):
