@@ -1,6 +1,7 @@
 """Single-flight de-duplication: overlap is forced with Events and Barriers, never sleeps."""
 
 import threading
+import time
 
 import pytest
 
@@ -26,11 +27,10 @@ def run_concurrently(flight, n, key, fn):
 
 def wait_for_waiters(flight, key, n):
     """Block until ``n`` callers are waiting (they register under the lock before blocking)."""
-    registered = threading.Event()
-    while not registered.is_set():
-        if flight.stats()["waiting"] >= n:
-            registered.set()
-        registered.wait(0.001)
+    deadline = time.monotonic() + 10
+    while flight.stats()["waiting"] < n:
+        assert time.monotonic() < deadline, f"only {flight.stats()['waiting']} of {n} callers waited"
+        time.sleep(0.001)
 
 
 def test_ten_identical_calls_run_once():

@@ -76,6 +76,9 @@ class Batch:
                 workflow, step = columns[WORKFLOW_I], columns[STEP_I]
                 if workflow is not None and step is not None:
                     keys.append(("step", day, type, step_key(workflow, step, columns[TOOL_I])))
+            user = row[USER]
+            if user is not None:
+                keys.append(("user", day, ANY_TYPE, user))
             for key in keys:
                 acc = rollup.get(key)
                 if acc is None:
@@ -83,15 +86,7 @@ class Batch:
                 else:
                     for j in range(WIDTH):
                         acc[j] += delta[j]
-            user = row[USER]
             if user is not None:
-                key = ("user", day, ANY_TYPE, user)
-                acc = rollup.get(key)
-                if acc is None:
-                    rollup[key] = list(delta)
-                else:
-                    for j in range(WIDTH):
-                        acc[j] += delta[j]
                 if type == "session_started":
                     # Only at a session's start: the sessions table holds the latest activity, and
                     # touching a random users page for every event would halve the writer's speed.
