@@ -25,6 +25,7 @@ import statistics
 import tempfile
 import time
 
+from bmad import allocator
 from bmad.analytics.engine import Analytics
 from bmad.analytics.recorder import Sessions
 from bmad.analytics.rollup import Batch
@@ -252,6 +253,7 @@ def main(argv=None):
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     args = p.parse_args(argv)
+    allocator.limit_sqlite()  # the SQLite memory budget the service runs with (bmad/cli.py)
     print(f"load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores", flush=True)
     enqueue_us, enqueue_cpu_us = measure_enqueue()
     print(f"enqueue: {enqueue_us:.2f} us/event wall, {enqueue_cpu_us:.2f} us/event CPU (target < 20)", flush=True)

@@ -43,7 +43,6 @@ import threading
 import time
 from pathlib import Path
 
-from bmad.analytics.store import WRITER_CACHE_KIB
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_KEY = "soak-admin-key-6f1d0c2b9a"
@@ -544,14 +543,10 @@ def run(requests=50_000, concurrency=64, streams=200, hold_seconds=10.0, time_li
                           "log": sum(s in log_text for s in SECRETS),
                           "metrics": sum(s.encode() in metrics_text for s in SECRETS)},
             log_lines=log_text.count("\n"), total_seconds=round(time.monotonic() - began, 1))
-        # The analytics writer's page cache (bounded by WRITER_CACHE_KIB) fills as analytics.db grows: memory
-        # held by design, not leaked. It can hold no more than the database, so the database's growth since
-        # the 10% mark, up to that bound, is allowed on top of the 20%.
         db_kb = (gateway.data_dir / "analytics.db").stat().st_size // 1024
-        allowance = min(WRITER_CACHE_KIB, max(0, db_kb - marks.get("db_10pct_kb", 0)))
         figures.update(analytics_db_kb=db_kb, rss_growth_pct=round(100.0 * (figures["rss_end_kb"] /
                                                                              figures["rss_10pct_kb"] - 1), 1),
-                       rss_limit_kb=int(figures["rss_10pct_kb"] * 1.2) + allowance)
+                       rss_limit_kb=int(figures["rss_10pct_kb"] * 1.2))
         figures["failures"] = _judge(figures)
         return figures
     finally:

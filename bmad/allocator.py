@@ -7,14 +7,22 @@ live data stays flat (SQLite page caches and sorters make this visible).
 Capping the arenas at startup, before the worker threads exist, and trimming
 the heap now and then keep the resident size close to what is in use. On a
 C library without ``mallopt``/``malloc_trim`` this does nothing.
+
+SQLite allocates its page caches from the same heap. Each connection's
+``cache_size`` only bounds that connection, so ``limit_sqlite`` also sets one
+process-wide soft limit: past it SQLite recycles clean cached pages instead
+of allocating more, and its memory stays flat however many connections the
+analytics and runs databases have open.
 """
 
 import ctypes
 import ctypes.util
+import sqlite3
 import threading
 
 M_ARENA_MAX = -8  # glibc malloc.h
 DEFAULT_ARENAS = 2
+SQLITE_HEAP_BYTES = 4 * 1024 * 1024
 
 
 def _libc():
@@ -29,6 +37,16 @@ def cap_arenas(arenas=DEFAULT_ARENAS):
     """Limit glibc to ``arenas`` malloc arenas; call before starting threads. True when applied."""
     libc = _libc()
     return bool(libc and libc.mallopt(M_ARENA_MAX, arenas) == 1)
+
+
+def limit_sqlite(limit_bytes=SQLITE_HEAP_BYTES):
+    """Set SQLite's process-wide soft heap limit; returns the limit now in force (bytes)."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.execute(f"PRAGMA soft_heap_limit = {int(limit_bytes)}")
+        return conn.execute("PRAGMA soft_heap_limit").fetchone()[0]
+    finally:
+        conn.close()
 
 
 def trim():

@@ -47,6 +47,7 @@ def main(argv=None):
     """Run the service; returns the process exit code."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
     allocator.cap_arenas()
+    allocator.limit_sqlite()
     overrides = {key: getattr(args, flag) for flag, key in FLAG_KEYS.items()}
     fail = JsonLogger("error")
     try:

@@ -23,9 +23,9 @@ MAX_IDLE_READERS = 4
 # concurrent report queries would each hold a page cache and sorter memory, and readers opened
 # and closed under load leave the C heap fragmented (RSS grows though SQLite frees the memory).
 MAX_CONCURRENT_READS = 4
-READER_CACHE_KIB = 2048
+READER_CACHE_KIB = 512
 READ_QUEUE_SECONDS = 10.0
-WRITER_CACHE_KIB = 8192
+WRITER_CACHE_KIB = 2048
 WAL_AUTOCHECKPOINT_PAGES = 4000
 
 
