@@ -33,6 +33,13 @@ import time
 # An idle connection older than this is closed rather than reused: upstream
 # load balancers drop idle connections after a minute or so, silently.
 IDLE_SECONDS = 50.0
+# A connection idle for less than this is reused without polling it first: an upstream rarely
+# closes one that quickly, and when it did, the request fails before any response byte and is
+# sent once more on a fresh connection. Busy connections skip a syscall per request.
+POLL_AFTER_IDLE_SECONDS = 1.0
+# How far past a ``read_all`` deadline a socket read may still end: within it the socket's timeout
+# is left as it is, rather than re-set (a syscall) before every read.
+DEADLINE_SLACK_SECONDS = 0.05
 READ_SIZE = 65536
 STALE_ERRORS = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
 
@@ -88,7 +95,32 @@ class HostPool:
     # -- getting and returning connections (bookkeeping under the owner's lock) --------------
 
     def _acquire(self):
-        """Return ``(connection, reused)``; connects outside the lock when a new one is needed."""
+        """Return ``(connection, reused)``; checking an idle one and connecting happen outside the lock."""
+        while True:
+            conn, idle_for = self._take()
+            if conn is None:
+                break
+            # A syscall gives up the GIL: made under the lock, every other request thread would
+            # queue on the lock until this one got the GIL back.
+            if idle_for < POLL_AFTER_IDLE_SECONDS or not _looks_closed(conn):
+                return conn, True
+            conn.close()
+            with self.owner.cond:
+                self.reused -= 1
+                self.discarded += 1
+            self._forget()
+        try:
+            conn = self._connect()
+        except BaseException:
+            self._forget()
+            raise
+        with self.owner.cond:
+            self.created += 1
+        return conn, False
+
+    def _take(self):
+        """``(connection, seconds idle)``: the newest idle connection young enough to reuse, counted in
+        use, or ``(None, 0)`` once a slot for a new one is reserved."""
         owner = self.owner
         deadline = None
         stale = []
@@ -100,7 +132,7 @@ class HostPool:
                     now = owner.clock()
                     while self.idle:
                         conn, since = self.idle.pop()
-                        if now - since > IDLE_SECONDS or _looks_closed(conn):
+                        if now - since > IDLE_SECONDS:
                             self.open -= 1
                             owner.open_total -= 1
                             self.discarded += 1
@@ -108,13 +140,13 @@ class HostPool:
                             continue
                         self.in_use += 1
                         self.reused += 1
-                        return conn, True
+                        return conn, now - since
                     if self.open < self.max_connections and (owner.open_total < owner.max_total
                                                              or owner._evict_idle_locked(stale)):
                         self.open += 1
                         self.in_use += 1
                         owner.open_total += 1
-                        break
+                        return None, 0.0
                     if deadline is None:
                         deadline = time.monotonic() + self.connect_timeout
                     left = deadline - time.monotonic()
@@ -125,14 +157,6 @@ class HostPool:
         finally:
             for conn in stale:
                 conn.close()
-        try:
-            conn = self._connect()
-        except BaseException:
-            self._forget()
-            raise
-        with owner.cond:
-            self.created += 1
-        return conn, False
 
     def _connect(self):
         if self.scheme == "https":
@@ -183,7 +207,8 @@ class HostPool:
         for attempt in (1, 2):
             conn, reused = self._acquire()
             try:
-                conn.sock.settimeout(timeout)
+                if conn.sock.gettimeout() != timeout:
+                    conn.sock.settimeout(timeout)
                 conn.request(method, path, body=body, headers=headers or {})
                 response = conn.getresponse()
             except STALE_ERRORS:
@@ -239,7 +264,9 @@ class PooledResponse:
                     left = deadline - clock()
                     if left <= 0:
                         raise socket.timeout("the upstream response took longer than the timeout")
-                    self.conn.sock.settimeout(min(self.timeout, left))
+                    current = self.conn.sock.gettimeout()
+                    if current is None or current > left + DEADLINE_SLACK_SECONDS:
+                        self.conn.sock.settimeout(min(self.timeout, left))
                 if response.length == 0:
                     break
                 chunk = response.read1(READ_SIZE)
@@ -313,7 +340,7 @@ class ConnectionPool:
     def __init__(self, max_total=200, clock=time.monotonic):
         self.max_total = max_total
         self.clock = clock
-        self.cond = threading.Condition()
+        self.cond = threading.Condition(threading.Lock())  # never re-entered
         self.open_total = 0
         self.closed = False
         self.hosts = {}

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from bmad.pool import ConnectionPool, PoolExhausted, ResponseTooLarge
+from bmad.pool import POLL_AFTER_IDLE_SECONDS, ConnectionPool, PoolExhausted, ResponseTooLarge
 from tests.fakes.upstream import FakeUpstream
 from tests.llm_support import entry, gateway_config
 
@@ -122,6 +122,7 @@ class ClosingServer:
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.accepted = 0
+        self.closed = threading.Semaphore(0)  # released once a connection is closed
         threading.Thread(target=self.serve, daemon=True).start()
 
     def serve(self):
@@ -140,28 +141,42 @@ class ClosingServer:
                 while len(rest) < length:
                     rest += conn.recv(65536)
                 conn.sendall(self.RESPONSE)
+            self.closed.release()
 
     def close(self):
         self.sock.close()
 
 
-def test_an_idle_connection_the_upstream_closed_is_noticed_before_reuse():
+def _five_requests_to_a_closing_server(idle_seconds):
     server = ClosingServer()
+    now = [0.0]
     try:
-        pool = ConnectionPool()
+        pool = ConnectionPool(clock=lambda: now[0])
         hp = pool.add_host("closing", "http", "127.0.0.1", server.port, max_connections=2, connect_timeout=1.0,
                            read_timeout=2.0)
         for _ in range(5):
             response = hp.request("POST", "/x", b"{}", HEADERS)
             assert response.read_all(1000) == b"{}"
-            deadline = time.monotonic() + 2
-            while server.accepted < 1 and time.monotonic() < deadline:  # pragma: no cover - timing
-                time.sleep(0.01)
-            time.sleep(0.02)  # let the server's FIN arrive
+            assert server.closed.acquire(timeout=2)  # the server's FIN is on its way
+            now[0] += idle_seconds
         assert server.accepted == 5
-        assert pool.stats()["discarded"] >= 4
+        return pool.stats()
     finally:
         server.close()
+
+
+def test_a_connection_idle_a_while_is_checked_and_a_closed_one_skipped_before_reuse():
+    stats = _five_requests_to_a_closing_server(idle_seconds=POLL_AFTER_IDLE_SECONDS + 1)
+    assert stats["discarded"] == 4
+    assert stats["reused"] == 0  # no request was sent on a closed connection
+
+
+def test_a_connection_just_used_is_reused_unchecked_and_a_closed_one_retried():
+    stats = _five_requests_to_a_closing_server(idle_seconds=0.0)
+    # Each request went out on the closed connection first (no poll for a busy connection),
+    # failed before any response byte, and was sent again on a fresh one.
+    assert stats["discarded"] == 4
+    assert stats["reused"] == 4
 
 
 def test_response_larger_than_the_limit_is_refused_and_the_connection_closed(up):
