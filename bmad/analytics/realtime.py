@@ -7,6 +7,7 @@ does. Times come from the caller (the injected clock), never from here.
 """
 
 import random
+from array import array
 from collections import OrderedDict
 
 RESPONSE_SAMPLES_PER_BUCKET = 1000
@@ -58,19 +59,22 @@ class Window:
 
 
 class SampledWindow(Window):
-    """A Window that also keeps up to ``samples`` observations per bucket (reservoir-sampled) for percentiles."""
+    """A Window that also keeps up to ``samples`` observations per bucket (reservoir-sampled) for percentiles.
+
+    Samples are numbers kept in flat ``array('d')`` buffers: 8 bytes each, no Python object per sample.
+    """
 
     def __init__(self, span, bucket, width=1, samples=RESPONSE_SAMPLES_PER_BUCKET, rng=None):
         super().__init__(span, bucket, width)
         self.samples = samples
         self._seen = [0] * self.size
-        self._kept = [[] for _ in range(self.size)]
+        self._kept = [array("d") for _ in range(self.size)]
         self._rng = rng or random.Random(0)
 
     def _reset(self, i, epoch):
         super()._reset(i, epoch)
         self._seen[i] = 0
-        self._kept[i] = []
+        self._kept[i] = array("d")
 
     def observe(self, ts, sample, *values):
         """Keep ``sample`` for percentile estimates at time ``ts``, and add ``values`` to the sums."""
