@@ -498,7 +498,6 @@ def run(requests=50_000, concurrency=64, streams=200, hold_seconds=10.0, time_li
                 deciles.append(gateway.status("VmRSS"))
             if serial == mark_at:
                 marks["rss_10pct_kb"] = gateway.status("VmRSS")
-                marks["db_10pct_kb"] = (gateway.data_dir / "analytics.db").stat().st_size // 1024
 
         warmed = len(tally.latencies)
         load_began = time.monotonic()

@@ -11,8 +11,9 @@ C library without ``mallopt``/``malloc_trim`` this does nothing.
 SQLite allocates its page caches from the same heap. Each connection's
 ``cache_size`` only bounds that connection, so ``limit_sqlite`` also sets one
 process-wide soft limit: past it SQLite recycles clean cached pages instead
-of allocating more, and its memory stays flat however many connections the
-analytics and runs databases have open.
+of allocating more, which holds its memory near the limit however many
+connections the analytics and runs databases have open (pages in use by a
+running statement, dirty pages and sorters may still take it over briefly).
 """
 
 import ctypes

@@ -10,12 +10,14 @@ connection reading the wrong bytes (``http.client`` raises
 
 Idle connections the upstream closed are noticed before reuse (the socket
 polls readable: EOF or stray bytes), and a request that fails on a reused
-connection before any response byte arrived is sent once more on a fresh
-one: the usual sign of a keep-alive race, where the upstream closed the
-connection just as we picked it.
+connection before any response byte arrived is sent once more, on another
+connection checked the same way or a new one: the usual sign of a keep-alive
+race, where the upstream closed the connection just as we picked it.
 
-The lock guards only the bookkeeping. Connecting, sending and reading happen
-outside it.
+The lock guards only the bookkeeping. Polling, connecting, sending and
+reading happen outside it: each is a syscall that gives up the GIL, and a
+thread waiting for the GIL while holding the lock would stall every other
+request thread on the lock.
 
 Methods for the caller: ``ConnectionPool(max_total, clock)``,
 ``add_host(...)`` -> ``HostPool``, ``stats()``, ``close()``;
@@ -33,10 +35,6 @@ import time
 # An idle connection older than this is closed rather than reused: upstream
 # load balancers drop idle connections after a minute or so, silently.
 IDLE_SECONDS = 50.0
-# A connection idle for less than this is reused without polling it first: an upstream rarely
-# closes one that quickly, and when it did, the request fails before any response byte and is
-# sent once more on a fresh connection. Busy connections skip a syscall per request.
-POLL_AFTER_IDLE_SECONDS = 1.0
 # How far past a ``read_all`` deadline a socket read may still end: within it the socket's timeout
 # is left as it is, rather than re-set (a syscall) before every read.
 DEADLINE_SLACK_SECONDS = 0.05
@@ -97,18 +95,18 @@ class HostPool:
     def _acquire(self):
         """Return ``(connection, reused)``; checking an idle one and connecting happen outside the lock."""
         while True:
-            conn, idle_for = self._take()
+            conn = self._take()
             if conn is None:
                 break
-            # A syscall gives up the GIL: made under the lock, every other request thread would
-            # queue on the lock until this one got the GIL back.
-            if idle_for < POLL_AFTER_IDLE_SECONDS or not _looks_closed(conn):
+            # Polled outside the lock: a syscall gives up the GIL, and made under the lock every
+            # other request thread would queue on the lock until this one got the GIL back.
+            if not _looks_closed(conn):
                 return conn, True
-            conn.close()
             with self.owner.cond:
                 self.reused -= 1
                 self.discarded += 1
             self._forget()
+            conn.close()
         try:
             conn = self._connect()
         except BaseException:
@@ -119,8 +117,8 @@ class HostPool:
         return conn, False
 
     def _take(self):
-        """``(connection, seconds idle)``: the newest idle connection young enough to reuse, counted in
-        use, or ``(None, 0)`` once a slot for a new one is reserved."""
+        """The newest idle connection young enough to reuse, counted in use; None once a slot for a new
+        one is reserved."""
         owner = self.owner
         deadline = None
         stale = []
@@ -140,13 +138,13 @@ class HostPool:
                             continue
                         self.in_use += 1
                         self.reused += 1
-                        return conn, now - since
+                        return conn
                     if self.open < self.max_connections and (owner.open_total < owner.max_total
                                                              or owner._evict_idle_locked(stale)):
                         self.open += 1
                         self.in_use += 1
                         owner.open_total += 1
-                        return None, 0.0
+                        return None
                     if deadline is None:
                         deadline = time.monotonic() + self.connect_timeout
                     left = deadline - time.monotonic()
@@ -189,10 +187,10 @@ class HostPool:
             conn.close()
 
     def _discard(self, conn):
-        conn.close()
         with self.owner.cond:
             self.discarded += 1
         self._forget()
+        conn.close()
 
     # -- the request ------------------------------------------------------------------------------
 
@@ -206,9 +204,12 @@ class HostPool:
         timeout = self.read_timeout if timeout is None else timeout
         for attempt in (1, 2):
             conn, reused = self._acquire()
+            # Kept here: for a ``Connection: close`` answer ``getresponse`` closes the connection and
+            # drops ``conn.sock``, while the response goes on reading from the same socket.
+            sock = conn.sock
             try:
-                if conn.sock.gettimeout() != timeout:
-                    conn.sock.settimeout(timeout)
+                if sock.gettimeout() != timeout:
+                    sock.settimeout(timeout)
                 conn.request(method, path, body=body, headers=headers or {})
                 response = conn.getresponse()
             except STALE_ERRORS:
@@ -219,7 +220,7 @@ class HostPool:
             except BaseException:
                 self._discard(conn)
                 raise
-            return PooledResponse(self, conn, response, timeout)
+            return PooledResponse(self, conn, sock, response, timeout)
         raise AssertionError("unreachable")
 
     def stats(self):
@@ -232,11 +233,12 @@ class HostPool:
 class PooledResponse:
     """An upstream response on a pooled connection; give it back with ``release`` or ``discard``."""
 
-    __slots__ = ("pool", "conn", "response", "status", "headers", "timeout", "done")
+    __slots__ = ("pool", "conn", "sock", "response", "status", "headers", "timeout", "done")
 
-    def __init__(self, pool, conn, response, timeout):
+    def __init__(self, pool, conn, sock, response, timeout):
         self.pool = pool
         self.conn = conn
+        self.sock = sock
         self.response = response
         self.status = response.status
         self.headers = response.headers
@@ -264,9 +266,9 @@ class PooledResponse:
                     left = deadline - clock()
                     if left <= 0:
                         raise socket.timeout("the upstream response took longer than the timeout")
-                    current = self.conn.sock.gettimeout()
+                    current = self.sock.gettimeout()
                     if current is None or current > left + DEADLINE_SLACK_SECONDS:
-                        self.conn.sock.settimeout(min(self.timeout, left))
+                        self.sock.settimeout(min(self.timeout, left))
                 if response.length == 0:
                     break
                 chunk = response.read1(READ_SIZE)
@@ -287,7 +289,7 @@ class PooledResponse:
     def read_some(self, timeout=None):
         """The next bytes as they arrive (at most one socket read); b"" at the end of the body."""
         if timeout is not None:
-            self.conn.sock.settimeout(timeout)
+            self.sock.settimeout(timeout)
         return self.response.read1(READ_SIZE)
 
     def release(self):

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from bmad.pool import POLL_AFTER_IDLE_SECONDS, ConnectionPool, PoolExhausted, ResponseTooLarge
+from bmad.pool import ConnectionPool, PoolExhausted, ResponseTooLarge
 from tests.fakes.upstream import FakeUpstream
 from tests.llm_support import entry, gateway_config
 
@@ -147,36 +147,33 @@ class ClosingServer:
         self.sock.close()
 
 
-def _five_requests_to_a_closing_server(idle_seconds):
+def test_an_idle_connection_the_upstream_closed_is_noticed_before_reuse():
     server = ClosingServer()
-    now = [0.0]
     try:
-        pool = ConnectionPool(clock=lambda: now[0])
+        pool = ConnectionPool()
         hp = pool.add_host("closing", "http", "127.0.0.1", server.port, max_connections=2, connect_timeout=1.0,
                            read_timeout=2.0)
         for _ in range(5):
             response = hp.request("POST", "/x", b"{}", HEADERS)
             assert response.read_all(1000) == b"{}"
             assert server.closed.acquire(timeout=2)  # the server's FIN is on its way
-            now[0] += idle_seconds
         assert server.accepted == 5
-        return pool.stats()
+        stats = pool.stats()
+        assert stats["discarded"] == 4
+        assert stats["reused"] == 0  # no request went out on a closed connection
     finally:
         server.close()
 
 
-def test_a_connection_idle_a_while_is_checked_and_a_closed_one_skipped_before_reuse():
-    stats = _five_requests_to_a_closing_server(idle_seconds=POLL_AFTER_IDLE_SECONDS + 1)
-    assert stats["discarded"] == 4
-    assert stats["reused"] == 0  # no request was sent on a closed connection
-
-
-def test_a_connection_just_used_is_reused_unchecked_and_a_closed_one_retried():
-    stats = _five_requests_to_a_closing_server(idle_seconds=0.0)
-    # Each request went out on the closed connection first (no poll for a busy connection),
-    # failed before any response byte, and was sent again on a fresh one.
-    assert stats["discarded"] == 4
-    assert stats["reused"] == 4
+def test_a_connection_close_answer_is_read_to_the_end_within_a_deadline(up):
+    up.keep_alive = False  # every answer says Connection: close, and http.client drops conn.sock
+    pool, hp = host_pool(up)
+    for _ in range(2):
+        response = hp.request("POST", "/v1/chat/completions", BODY, HEADERS)
+        assert json.loads(response.read_all(1 << 20, deadline=time.monotonic() + 5))["choices"]
+    stats = pool.stats()
+    assert stats["open"] == 0 and stats["in_use"] == 0 and stats["reused"] == 0
+    assert up.connections_accepted == 2
 
 
 def test_response_larger_than_the_limit_is_refused_and_the_connection_closed(up):
@@ -235,3 +232,17 @@ def test_gateway_reuses_upstream_connections(start_app, client_for, up):
     assert stats["providers"]["openai"]["open"] >= 1
     metrics = client.get("/bmad/metrics").body.decode()
     assert 'bmad_pool_connections{provider="openai",state="idle"} 1.0' in metrics
+
+
+def test_gateway_answers_through_an_upstream_that_closes_every_connection(start_app, client_for, up):
+    up.keep_alive = False
+    client = client_for(start_app(gateway_config(entry(up))))
+    for i in range(3):
+        r = client.post("/v1/chat/completions", {"model": "gpt-4o-mini",
+                                                 "messages": [{"role": "user", "content": f"close {i}"}]})
+        assert r.status == 200, r.body
+        assert r.json["choices"][0]["message"]["content"]
+        stream = client.post("/v1/chat/completions", {"model": "gpt-4o-mini", "stream": True,
+                                                      "messages": [{"role": "user", "content": f"stream {i}"}]})
+        assert stream.status == 200 and stream.body.rstrip().endswith(b"data: [DONE]"), stream.body
+    assert up.connections_accepted == 6
