@@ -31,7 +31,7 @@ from bmad.analytics.recorder import Sessions
 from bmad.analytics.rollup import Batch
 from bmad.analytics.schema import normalize
 from bmad.analytics.store import Store
-from bmad.analytics.writer import INSERT_EVENT
+from bmad.analytics.writer import INSERT_EVENTS
 from bmad.app import build_app
 from bmad.config import load
 from bmad.logs import JsonLogger
@@ -170,7 +170,7 @@ def generate(path, events, days, now, chunk=50_000):
         changes = Batch()
         changes.fold(rows)
         conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(INSERT_EVENT, rows)
+        INSERT_EVENTS.run(conn, rows)
         changes.write(conn)
         conn.execute("COMMIT")
     conn.execute("ANALYZE")

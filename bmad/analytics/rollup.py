@@ -8,6 +8,7 @@ counts and sums, which keeps a 90-day report cheap and lets trends outlive the
 raw-event purge.
 """
 
+from .bulk import BulkInsert
 from .schema import COMPLETION, COST, ERROR, INDEX, LATENCY, PROMPT, ROW_OFFSET, SESSION, TOTAL, TS, TYPE, USER
 
 DAY_SECONDS = 86400
@@ -26,21 +27,24 @@ STEP_SEP = "\x1f"
 WORKFLOW_I, STEP_I, TOOL_I = INDEX["workflow"], INDEX["step"], INDEX["tool"]
 WIDTH = 8  # events, errors, prompt, completion, cost, latency sum, latency count, total tokens
 
-UPSERT_ROLLUP = """INSERT INTO daily_rollup (dim, day, type, key, events, errors, prompt_tokens, completion_tokens,
-    cost_usd, latency_sum, latency_count, total_tokens) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-    ON CONFLICT (dim, day, type, key) DO UPDATE SET events = events + excluded.events,
+UPSERT_ROLLUP = BulkInsert(
+    "INSERT INTO daily_rollup (dim, day, type, key, events, errors, prompt_tokens, completion_tokens, cost_usd, "
+    "latency_sum, latency_count, total_tokens)", 12,
+    """ON CONFLICT (dim, day, type, key) DO UPDATE SET events = events + excluded.events,
     errors = errors + excluded.errors, prompt_tokens = prompt_tokens + excluded.prompt_tokens,
     completion_tokens = completion_tokens + excluded.completion_tokens, cost_usd = cost_usd + excluded.cost_usd,
     latency_sum = latency_sum + excluded.latency_sum, latency_count = latency_count + excluded.latency_count,
-    total_tokens = total_tokens + excluded.total_tokens"""
+    total_tokens = total_tokens + excluded.total_tokens""")
 
-UPSERT_SESSION = """INSERT INTO sessions (session_id, user_id, started_ts, last_ts, events) VALUES (?, ?, ?, ?, ?)
-    ON CONFLICT (session_id) DO UPDATE SET started_ts = min(started_ts, excluded.started_ts),
-    last_ts = max(last_ts, excluded.last_ts), events = events + excluded.events"""
+UPSERT_SESSION = BulkInsert(
+    "INSERT INTO sessions (session_id, user_id, started_ts, last_ts, events)", 5,
+    """ON CONFLICT (session_id) DO UPDATE SET started_ts = min(started_ts, excluded.started_ts),
+    last_ts = max(last_ts, excluded.last_ts), events = events + excluded.events""")
 
-UPSERT_USER = """INSERT INTO users (user_id, first_seen, last_seen) VALUES (?, ?, ?)
-    ON CONFLICT (user_id) DO UPDATE SET first_seen = min(first_seen, excluded.first_seen),
-    last_seen = max(last_seen, excluded.last_seen)"""
+UPSERT_USER = BulkInsert(
+    "INSERT INTO users (user_id, first_seen, last_seen)", 3,
+    """ON CONFLICT (user_id) DO UPDATE SET first_seen = min(first_seen, excluded.first_seen),
+    last_seen = max(last_seen, excluded.last_seen)""")
 
 
 def step_key(workflow, step, tool):
@@ -109,8 +113,8 @@ class Batch:
     def write(self, conn):
         """Apply the batch's upserts on ``conn`` (inside the caller's transaction)."""
         if self.rollup:
-            conn.executemany(UPSERT_ROLLUP, [key + tuple(acc) for key, acc in self.rollup.items()])
+            UPSERT_ROLLUP.run(conn, [key + tuple(acc) for key, acc in self.rollup.items()])
         if self.sessions:
-            conn.executemany(UPSERT_SESSION, [(sid,) + tuple(s) for sid, s in self.sessions.items()])
+            UPSERT_SESSION.run(conn, [(sid,) + tuple(s) for sid, s in self.sessions.items()])
         if self.users:
-            conn.executemany(UPSERT_USER, [(user,) + tuple(seen) for user, seen in self.users.items()])
+            UPSERT_USER.run(conn, [(user,) + tuple(seen) for user, seen in self.users.items()])

@@ -19,12 +19,12 @@ import time
 import traceback
 from collections import deque
 
+from .bulk import BulkInsert
 from .retention import purge_step
 from .rollup import Batch
 from .schema import ROW_COLUMNS
 
-INSERT_EVENT = (f"INSERT INTO events ({', '.join(ROW_COLUMNS)}) "
-                f"VALUES ({', '.join('?' for _ in ROW_COLUMNS)})")
+INSERT_EVENTS = BulkInsert(f"INSERT INTO events ({', '.join(ROW_COLUMNS)})", len(ROW_COLUMNS))
 ERROR_LOG_INTERVAL_SECONDS = 60.0
 
 
@@ -176,7 +176,7 @@ class Writer:
             changes.fold(rows)
             conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.executemany(INSERT_EVENT, rows)
+                INSERT_EVENTS.run(conn, rows)
                 changes.write(conn)
                 conn.execute("COMMIT")
             except BaseException:
