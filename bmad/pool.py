@@ -104,9 +104,7 @@ class HostPool:
                 return conn, True
             with self.owner.cond:
                 self.reused -= 1
-                self.discarded += 1
-            self._forget()
-            conn.close()
+            self._discard(conn)
         try:
             conn = self._connect()
         except BaseException:
