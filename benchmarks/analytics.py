@@ -25,7 +25,7 @@ import statistics
 import tempfile
 import time
 
-from bmad import allocator
+from bmad.ops import allocator
 from bmad.analytics.engine import Analytics
 from bmad.analytics.recorder import Sessions
 from bmad.analytics.rollup import Batch
@@ -34,7 +34,7 @@ from bmad.analytics.store import Store
 from bmad.analytics.writer import INSERT_EVENTS
 from bmad.app import build_app
 from bmad.config import load
-from bmad.logs import JsonLogger
+from bmad.ops.logs import JsonLogger
 from bmad.service import Service
 
 DAY = 86400.0

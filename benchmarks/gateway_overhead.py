@@ -97,7 +97,7 @@ def start_gateway(upstream_url, data_dir, analytics=True):
     """The gateway on port 0 with one openai provider pointing at the fast upstream."""
     from bmad.app import build_app
     from bmad.config import load
-    from bmad.logs import JsonLogger
+    from bmad.ops.logs import JsonLogger
     from bmad.service import Service
 
     config = load(environ={}, data={

@@ -9,19 +9,20 @@ import sys
 import time
 import traceback
 
-from . import __version__, process_metrics
+from . import __version__
+from .ops import process_metrics
 from .analytics import install as install_analytics
-from .auth import ANONYMOUS, Authenticator
-from .catalog import Catalog
-from .completions import install as install_completions
-from .cors import CorsPolicy
+from .http.auth import ANONYMOUS, Authenticator
+from .catalog.loader import Catalog
+from .gateway.completions import install as install_completions
+from .http.cors import CorsPolicy
 from .errors import HTTPError, InternalError, Unauthorized
-from .events import NullEvents
-from .logs import JsonLogger
-from .metrics import Registry
-from .performance import install as install_performance
-from .request import Response, dumps, json_response
-from .routes import build_routes
+from .ops.events import NullEvents
+from .ops.logs import JsonLogger
+from .ops.metrics import Registry
+from .gateway.performance import install as install_performance
+from .http.request import Response, dumps, json_response
+from .handlers.routes import build_routes
 from .workflows import install as install_workflows
 
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})

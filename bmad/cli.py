@@ -7,11 +7,12 @@ import signal
 import sys
 import threading
 
-from . import __version__, allocator
+from . import __version__
+from .ops import allocator
 from .app import build_app
 from .config import load, redacted
 from .errors import ConfigError
-from .logs import JsonLogger
+from .ops.logs import JsonLogger
 from .service import Service
 
 FLAG_KEYS = {"host": "server.host", "port": "server.port", "data_dir": "data_dir", "log_level": "log_level",

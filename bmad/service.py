@@ -7,7 +7,7 @@ port), ``stop()`` (drain, run shutdown hooks, close), ``url``.
 import threading
 import time
 
-from .server import Server
+from .http.server import Server
 
 
 class Service:

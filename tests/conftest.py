@@ -8,7 +8,7 @@ import pytest
 
 from bmad.app import build_app
 from bmad.config import load
-from bmad.logs import JsonLogger
+from bmad.ops.logs import JsonLogger
 from bmad.service import Service
 
 

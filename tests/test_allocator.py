@@ -2,7 +2,7 @@
 
 import sqlite3
 
-from bmad import allocator
+from bmad.ops import allocator
 
 
 def _soft_heap_limit():

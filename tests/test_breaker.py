@@ -2,7 +2,7 @@
 
 import threading
 
-from bmad.breaker import CircuitBreaker, State
+from bmad.gateway.breaker import CircuitBreaker, State
 from tests.conftest import FakeClock
 
 

@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from bmad.cache import ResponseCache, TTLCache
+from bmad.gateway.cache import ResponseCache, TTLCache
 from bmad.config import load
 from bmad.errors import ConfigError
 from tests.conftest import FakeClock

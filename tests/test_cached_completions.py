@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from bmad.cached_completions import cache_mode, sse_events
+from bmad.gateway.caching import cache_mode, sse_events
 from tests.conftest import FakeClock, eventually
 from tests.fakes.upstream import FakeUpstream
 from tests.llm_support import UPSTREAM_KEY, entry, gateway_config

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from bmad.catalog import Catalog
+from bmad.catalog.loader import Catalog
 from bmad.errors import ConfigError
 
 ROLE_AGENTS = {"analyst", "pm", "ux-expert", "architect", "po", "sm", "dev", "qa"}

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from bmad.dedup import SingleFlight
+from bmad.gateway.dedup import SingleFlight
 from bmad.errors import BadGateway, GatewayTimeout, HTTPError
 
 

@@ -87,7 +87,7 @@ def test_lone_surrogate_escapes_in_a_body_are_a_400(start_app):
 def test_dumps_never_raises_on_a_lone_surrogate():
     """Defence in depth: an error message that echoes one still encodes (as a \\u escape)."""
     import json
-    from bmad.request import dumps
+    from bmad.http.request import dumps
     body = dumps({"message": "unknown field '\ud800'", "ok": "\u00e9"})
     assert json.loads(body) == {"message": "unknown field '\ud800'", "ok": "\u00e9"}
     body.decode("utf-8")

@@ -1,4 +1,4 @@
-"""Exact bytes of the Prometheus text exposition (0.0.4) that bmad.metrics writes.
+"""Exact bytes of the Prometheus text exposition (0.0.4) that bmad.ops.metrics writes.
 
 The text format is a contract with every scraper, so these tests compare
 whole outputs byte for byte rather than searching for substrings.
@@ -9,8 +9,8 @@ import threading
 
 import pytest
 
-from bmad import process_metrics
-from bmad.metrics import CONTENT_TYPE, MAX_SERIES, Registry, escape_label, format_value
+from bmad.ops import process_metrics
+from bmad.ops.metrics import CONTENT_TYPE, MAX_SERIES, Registry, escape_label, format_value
 
 
 def test_content_type_is_the_0_0_4_text_format():

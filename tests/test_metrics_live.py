@@ -18,7 +18,7 @@ import urllib.request
 import pytest
 
 from bmad import __version__
-from bmad.metrics import CONTENT_TYPE
+from bmad.ops.metrics import CONTENT_TYPE
 from tests.tooling import (EXTERNAL_METRICS, SERVICE_METRICS, monitoring_metric_names, require_module,
                            require_tool)
 

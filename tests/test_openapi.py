@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from bmad.openapi import build_document, load_entries, missing_entries, orphan_entries
+from bmad.handlers.openapi import build_document, load_entries, missing_entries, orphan_entries
 from tests.tooling import require_module, require_tool
 
 CONFIG_FILE = Path(__file__).with_name("schemathesis.toml")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from bmad.perfstats import BUCKETS, MIN_MS, PerfStats, bucket_of, bucket_value
+from bmad.ops.perfstats import BUCKETS, MIN_MS, PerfStats, bucket_of, bucket_value
 from tests.conftest import FakeClock
 
 

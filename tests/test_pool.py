@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from bmad.pool import ConnectionPool, PoolExhausted, ResponseTooLarge
+from bmad.providers.pool import ConnectionPool, PoolExhausted, ResponseTooLarge
 from tests.fakes.upstream import FakeUpstream
 from tests.llm_support import entry, gateway_config
 

@@ -32,15 +32,15 @@ from hypothesis import HealthCheck, assume, given, note, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from bmad.app import build_app  # noqa: E402
-from bmad.cache import NON_OUTPUT_PARAMS, ResponseCache, TTLCache, canonical_json  # noqa: E402
-from bmad.completions import NEUTRAL_PARAMS, Completions, parse_chat_request  # noqa: E402
+from bmad.gateway.cache import NON_OUTPUT_PARAMS, ResponseCache, TTLCache, canonical_json  # noqa: E402
+from bmad.gateway.completions import NEUTRAL_PARAMS, Completions, parse_chat_request  # noqa: E402
 from bmad.config import ConfigError, load, load_defaults  # noqa: E402
 from bmad.errors import HTTPError  # noqa: E402
-from bmad.logs import JsonLogger  # noqa: E402
-from bmad.metrics import Registry  # noqa: E402
+from bmad.ops.logs import JsonLogger  # noqa: E402
+from bmad.ops.metrics import Registry  # noqa: E402
 from bmad.providers.anthropic import from_anthropic, to_anthropic  # noqa: E402
 from bmad.providers.base import ChatRequest  # noqa: E402
-from bmad.ratelimit import Policy, RateLimiter  # noqa: E402
+from bmad.http.ratelimit import Policy, RateLimiter  # noqa: E402
 from bmad.service import Service  # noqa: E402
 from tests.conftest import FakeClock  # noqa: E402
 

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from bmad.errors import ConfigError
-from bmad.pricing import TABLE_PATH, Pricing
+from bmad.gateway.pricing import TABLE_PATH, Pricing
 
 
 def test_shipped_table_is_dated_and_covers_both_providers():

@@ -4,10 +4,10 @@ import pytest
 
 from bmad.config import load
 from bmad.errors import ConfigError, TooManyRequests
-from bmad.ratelimit import Policy, RateLimiter, RateLimitGuard, client_of, policies_from_config
-from bmad.request import Request
-from bmad.auth import Principal
-from bmad.routing import Route
+from bmad.http.ratelimit import Policy, RateLimiter, RateLimitGuard, client_of, policies_from_config
+from bmad.http.request import Request
+from bmad.http.auth import Principal
+from bmad.http.router import Route
 from tests.conftest import FakeClock
 
 DEFAULTS = {"api": Policy(100, 100), "workflow": Policy(10, 10), "provider": Policy(50, 5)}

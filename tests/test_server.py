@@ -356,7 +356,7 @@ def test_listen_backlog_is_at_least_128(start_app):
 
 
 def test_304_and_204_carry_no_content_length(start_app):
-    from bmad.request import Response
+    from bmad.http.request import Response
     service = start_app()
     service.app.router.get("/bmad/test-304", lambda req: Response(304, b"ignored", {"ETag": '"x"'}))
     with connect(service.port) as sock:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from bmad.completions import parse_chat_request
+from bmad.gateway.completions import parse_chat_request
 from tests.fakes.upstream import FakeUpstream
 from tests.llm_support import UPSTREAM_KEY, assert_no_secret, entry, gateway_config, record_events
 

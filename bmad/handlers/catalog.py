@@ -1,7 +1,7 @@
 """Catalog endpoints: tools, workflows and prompt previews."""
 
-from ..prompts import run_messages
-from ..request import json_response
+from ..catalog.prompts import run_messages
+from ..http.request import json_response
 
 
 def list_tools(req):

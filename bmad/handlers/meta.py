@@ -2,8 +2,8 @@
 
 from .. import __version__
 from ..errors import Unauthorized
-from ..metrics import CONTENT_TYPE
-from ..request import Response
+from ..ops.metrics import CONTENT_TYPE
+from ..http.request import Response
 
 
 def health(req):

@@ -1,7 +1,7 @@
 """The OpenAI-compatible endpoints: chat completions and the models list."""
 
-from ..completions import parse_chat_request
-from ..request import Response, dumps
+from ..gateway.completions import parse_chat_request
+from ..http.request import Response, dumps
 
 SSE_TYPE = "text/event-stream; charset=utf-8"
 # Proxies in front (nginx and friends) must pass each event on as it comes.

@@ -1,6 +1,6 @@
 """The performance endpoint."""
 
-from ..performance import snapshot
+from ..gateway.performance import snapshot
 
 
 def show(req):

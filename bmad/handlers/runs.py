@@ -9,7 +9,7 @@ import re
 import time
 
 from ..errors import BadRequest, Forbidden, NotFound
-from ..request import Response, json_response
+from ..http.request import Response, json_response
 from ..workflows.store import FINAL_STATES, RUN_STATES
 
 START_FIELDS = ("inputs", "model", "title", "approvals")

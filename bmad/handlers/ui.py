@@ -10,7 +10,7 @@ import hashlib
 from pathlib import Path
 
 from ..errors import NotFound
-from ..request import Response
+from ..http.request import Response
 
 UI_DIR = Path(__file__).resolve().parent.parent / "ui"
 PREFIX = "/bmad/ui"

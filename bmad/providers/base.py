@@ -16,7 +16,7 @@ import re
 import socket
 import time
 
-from ..pool import PoolExhausted, ResponseTooLarge
+from .pool import PoolExhausted, ResponseTooLarge
 
 DONE = b"data: [DONE]\n\n"
 MAX_ERROR_BYTES = 65536

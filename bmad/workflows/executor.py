@@ -7,7 +7,7 @@ the built-in offline provider when no other is configured). Tests swap in
 their own executor to hold a step at a chosen moment.
 """
 
-from ..auth import Principal
+from ..http.auth import Principal
 from ..errors import HTTPError
 from ..providers.base import ChatRequest
 

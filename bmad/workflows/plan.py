@@ -6,7 +6,7 @@ order. A ready step with ``"gate": "approval"`` waits for an approval, but
 only in a run started with ``"approvals": true``.
 """
 
-from ..prompts import build_messages
+from ..catalog.prompts import build_messages
 
 DEFAULT_MODEL = "bmad-default"
 

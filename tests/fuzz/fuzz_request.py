@@ -55,8 +55,8 @@ with atheris.instrument_imports() if atheris else contextlib.nullcontext():
     from bmad.app import build_app
     from bmad.config import load
     from bmad.errors import HTTPError
-    from bmad.logs import JsonLogger
-    from bmad.server import ConnectionHandler, Server
+    from bmad.ops.logs import JsonLogger
+    from bmad.http.server import ConnectionHandler, Server
 
 BODY_ROUTES = (
     "/v1/chat/completions",

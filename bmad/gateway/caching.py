@@ -21,9 +21,9 @@ uncached (a partial stream must never be stored).
 import json
 
 from .completions import parse_chat_request
-from .handlers.openai_api import SSE_TYPE, STREAM_HEADERS
-from .prompts import run_messages
-from .request import Response, json_response
+from ..handlers.openai_api import SSE_TYPE, STREAM_HEADERS
+from ..catalog.prompts import run_messages
+from ..http.request import Response, json_response
 
 BYPASS, MISS, HIT = "BYPASS", "MISS", "HIT"
 DEFAULT, NO_CACHE, NO_STORE = "default", "no-cache", "no-store"

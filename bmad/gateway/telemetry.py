@@ -7,7 +7,7 @@ create series at will. Events and logs carry ids, numbers and error kinds,
 never prompt or completion text and never a key.
 """
 
-from .providers.stats import ProviderStats
+from ..providers.stats import ProviderStats
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
 

@@ -27,15 +27,15 @@ import threading
 import time
 
 from .breaker import CircuitBreaker, State
-from .errors import BadGateway, ConfigError, GatewayTimeout, NotFound, ServiceUnavailable
-from .pool import ConnectionPool
+from ..errors import BadGateway, ConfigError, GatewayTimeout, NotFound, ServiceUnavailable
+from ..providers.pool import ConnectionPool
 from .pricing import Pricing
-from .provider_health import ProviderHealth
-from .provider_telemetry import ProviderTelemetry
-from .providers import build_provider
-from .providers.base import CLIENT, RATE_LIMITED, TIMEOUT, UNSUPPORTED, ProviderError
-from .providers.settings import ProviderSpec, alias_entries, load_specs, routing_strategies
-from .routed import Completion, RoutedStream, UpstreamRejected
+from .health import ProviderHealth
+from .telemetry import ProviderTelemetry
+from ..providers import build_provider
+from ..providers.base import CLIENT, RATE_LIMITED, TIMEOUT, UNSUPPORTED, ProviderError
+from ..providers.settings import ProviderSpec, alias_entries, load_specs, routing_strategies
+from .results import Completion, RoutedStream, UpstreamRejected
 
 DEFAULT_ALIAS = "bmad-default"
 MAX_ROUTES = 1024

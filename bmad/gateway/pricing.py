@@ -13,7 +13,7 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 TABLE_PATH = Path(__file__).with_name("pricing.json")
 RATE_KEYS = ("input_per_mtok", "output_per_mtok")

@@ -12,7 +12,7 @@ synchronously: tests and tools call it), ``healthy(name)``, ``snapshot(name)``.
 import threading
 import time
 
-from .providers.base import ProviderError, scrub
+from ..providers.base import ProviderError, scrub
 
 MAX_MODELS = 1000
 

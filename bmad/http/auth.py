@@ -5,7 +5,7 @@ import hmac
 import os
 import re
 
-from .errors import ConfigError, Forbidden, Unauthorized
+from ..errors import ConfigError, Forbidden, Unauthorized
 
 ROLES = ("user", "admin")
 USER_ID = re.compile(r"^[A-Za-z0-9._@:-]{1,128}$")

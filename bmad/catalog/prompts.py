@@ -1,6 +1,6 @@
 """Turns a tool and a caller's inputs into the chat messages a run sends."""
 
-from .errors import BadRequest
+from ..errors import BadRequest
 
 
 def normalize_inputs(tool, raw):

@@ -17,7 +17,7 @@ import threading
 import time
 from collections import OrderedDict, namedtuple
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 CAPACITY = "capacity"
 EXPIRED = "expired"

@@ -27,11 +27,11 @@ after iteration it knows its ``usage``, ``cost_usd`` and ``latency_ms``.
 
 import time
 
-from .errors import BadRequest, HTTPError
-from .llm_router import DEFAULT_ALIAS
-from .routed import Completion, RoutedStream  # noqa: F401 (re-exported)
-from .prompts import run_messages
-from .providers.base import ChatRequest
+from ..errors import BadRequest, HTTPError
+from .router import DEFAULT_ALIAS
+from .results import Completion, RoutedStream  # noqa: F401 (re-exported)
+from ..catalog.prompts import run_messages
+from ..providers.base import ChatRequest
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 MAX_MODEL_CHARS = 256
@@ -194,7 +194,7 @@ def install(app, environ=None):
     """Build the provider router (``app.llm``) and this service (``app.completions``) into ``app``."""
     import os
 
-    from .llm_router import LLMRouter
+    from .router import LLMRouter
 
     environ = os.environ if environ is None else environ
     # app.events is looked up per event: analytics may replace it after this runs.

@@ -11,7 +11,7 @@ a refusal.
 Methods for the caller: ``CorsPolicy.from_config(origins)``, ``apply(req, router)``.
 """
 
-from .errors import ConfigError, MethodNotAllowed
+from ..errors import ConfigError, MethodNotAllowed
 from .request import Response
 
 ALLOW_HEADERS = "Authorization, Content-Type, Cache-Control, X-Request-ID, X-User-ID"

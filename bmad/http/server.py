@@ -21,7 +21,7 @@ from email.utils import formatdate
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from .errors import (BadRequest, HeadersTooLarge, HTTPError, NotImplementedYet, PayloadTooLarge, URITooLong,
+from ..errors import (BadRequest, HeadersTooLarge, HTTPError, NotImplementedYet, PayloadTooLarge, URITooLong,
                      VersionNotSupported)
 from .request import Request, dumps
 from .watchdog import Watchdog

@@ -12,8 +12,8 @@ upstream 4xx passed back to the caller as it was.
 import json
 import time
 
-from .errors import HTTPError
-from .providers.base import CONNECTION, ProviderError
+from ..errors import HTTPError
+from ..providers.base import CONNECTION, ProviderError
 
 
 class Completion:

@@ -9,9 +9,9 @@ import json
 import re
 from pathlib import Path
 
-from .errors import ConfigError, NotFound
+from ..errors import ConfigError, NotFound
 
-SHIPPED_DIR = Path(__file__).with_name("catalog")
+SHIPPED_DIR = Path(__file__).parent
 ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 TOOL_FIELDS = {"id": str, "name": str, "description": str, "role": str, "instructions": str, "inputs": list,
                "consumes": list, "produces": str}

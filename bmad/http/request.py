@@ -5,7 +5,7 @@ import math
 import re
 from urllib.parse import parse_qs
 
-from .errors import BadRequest, LengthRequired, UnsupportedMediaType
+from ..errors import BadRequest, LengthRequired, UnsupportedMediaType
 
 JSON_TYPE = "application/json"
 # A \ud800-\udfff escape that is not half of a pair parses to a lone surrogate, which no UTF-8

@@ -18,7 +18,7 @@ import threading
 import time
 from collections import OrderedDict
 
-from .errors import ConfigError, TooManyRequests
+from ..errors import ConfigError, TooManyRequests
 
 # "auth" is spent only by failed keys (``AuthThrottle``), per client address.
 CLASSES = ("api", "provider", "workflow", "auth")

@@ -12,7 +12,7 @@ Methods for the caller: ``do(key, fn)`` -> ``(result, coalesced)``, ``stats()``.
 import copy
 import threading
 
-from .errors import GatewayTimeout, InternalError
+from ..errors import GatewayTimeout, InternalError
 
 IMMUTABLE = (bytes, str, int, float, bool, type(None))
 

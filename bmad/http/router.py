@@ -7,7 +7,7 @@ path parameter that cannot be an id).
 
 from urllib.parse import unquote
 
-from .errors import BadRequest, MethodNotAllowed, NotFound
+from ..errors import BadRequest, MethodNotAllowed, NotFound
 
 MAX_PARAM_CHARS = 256
 

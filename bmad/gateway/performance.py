@@ -10,8 +10,8 @@ import threading
 
 from .cache import CAPACITY, EXPIRED, ResponseCache
 from .dedup import SingleFlight
-from .perfstats import PerfStats
-from .ratelimit import AuthThrottle, RateLimiter, RateLimitGuard
+from ..ops.perfstats import PerfStats
+from ..http.ratelimit import AuthThrottle, RateLimiter, RateLimitGuard
 
 # Without a provider router (tests of this layer alone), waiters give a leader this long.
 DEFAULT_PROVIDER_TIMEOUT = 120.0

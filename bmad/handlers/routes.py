@@ -1,9 +1,9 @@
 """The route table: every endpoint the service answers, in one place."""
 
-from . import cached_completions
-from .handlers import analytics, catalog, meta, openai_api, performance, providers, runs, ui
+from ..gateway import caching as cached_completions
+from . import analytics, catalog, meta, openai_api, performance, providers, runs, ui
 from .openapi import OpenAPIDocument
-from .routing import Router
+from ..http.router import Router
 
 OPEN = dict(auth="open", rate_class=None, record=False)
 

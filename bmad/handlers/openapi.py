@@ -20,10 +20,10 @@ import json
 import re
 from pathlib import Path
 
-from . import __version__
-from .handlers.ui import CONTENT_TYPES, INDEX
-from .request import Response, dumps
-from .routing import MAX_PARAM_CHARS
+from .. import __version__
+from .ui import CONTENT_TYPES, INDEX
+from ..http.request import Response, dumps
+from ..http.router import MAX_PARAM_CHARS
 
 ENTRIES_PATH = Path(__file__).with_name("openapi_paths.json")
 OPENAPI_VERSION = "3.1.0"
