@@ -56,8 +56,7 @@ def record_fixture(app, clock):
 @pytest.fixture
 def fixture_service(start_app, client_for):
     clock = FakeClock(A0 + 60)
-    service = start_app(NO_LIMITS, clock=clock)
-    with_providers(service, "openai-primary", "claude", "offline")
+    service = start_app(with_providers(NO_LIMITS, "openai-primary", "claude", "offline"), clock=clock)
     record_fixture(service.app, clock)
     client = client_for(service)
     settle(client, service)

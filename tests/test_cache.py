@@ -174,7 +174,7 @@ class TestResponseCache(CacheContract):
         cache = self.make(clock)
         cache.store("k", b"v")
         clock.tick(3.7)
-        assert cache.lookup("k") == (b"v", {}, 3)
+        assert cache.lookup("k") == (b"v", {}, 3, None)
 
     def test_headers_are_kept_and_counted_in_the_size(self):
         cache = self.make(FakeClock(), max_entry_bytes=10)

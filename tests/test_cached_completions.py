@@ -5,7 +5,8 @@ import threading
 
 import pytest
 
-from bmad.gateway.caching import cache_mode, sse_events
+from bmad.gateway.caching import cache_mode
+from bmad.providers.sse import replay as sse_events
 from tests.conftest import FakeClock, eventually
 from tests.fakes.upstream import FakeUpstream
 from tests.llm_support import UPSTREAM_KEY, entry, gateway_config

@@ -8,7 +8,7 @@ from bmad.config import load
 from bmad.errors import ConfigError
 from tests.conftest import FakeClock
 from tests.fakes.upstream import FakeUpstream
-from tests.llm_support import entry, gateway_config, record_events
+from tests.llm_support import entry, gateway_config, EventLog
 
 MESSAGES = [{"role": "user", "content": "route me"}]
 
@@ -32,9 +32,9 @@ def ask(client, model="gpt-4o-mini", **extra):
 
 def test_priority_fails_over_in_list_order(start_app, client_for, ups):
     a, b, c = ups
+    events = EventLog()
     service = start_app(gateway_config(entry(a, "a"), entry(b, "b"), entry(c, "c"),
-                                       routing={"strategy": "priority"}))
-    events = record_events(service)
+                                       routing={"strategy": "priority"}), events=events)
     a.fault("status", times=1, status=500)
     b.fault("status", times=1, status=503)
     r = ask(client_for(service))
@@ -141,9 +141,9 @@ def test_untranslatable_request_skips_the_anthropic_candidate(start_app, client_
 ])
 def test_every_retryable_failure_moves_on_at_once(start_app, client_for, ups, fault, options, kind):
     a, b, _ = ups
+    events = EventLog()
     service = start_app(gateway_config(entry(a, "a", timeout_seconds=0.3), entry(b, "b"),
-                                       routing={"strategy": "priority"}))
-    events = record_events(service)
+                                       routing={"strategy": "priority"}), events=events)
     a.fault(fault, times=1, **options)
     started = time.monotonic()
     r = ask(client_for(service))
@@ -230,10 +230,10 @@ def test_none_could_be_tried_is_503_with_retry_after(start_app, client_for, ups)
 def test_breaker_opens_skips_then_half_opens_and_closes(start_app, client_for, ups):
     a, b, _ = ups
     clock = FakeClock()
+    events = EventLog()
     service = start_app(gateway_config(entry(a, "a"), entry(b, "b"), routing={"strategy": "priority"},
                                        circuit_breaker={"failure_threshold": 2, "recovery_seconds": 60}),
-                        clock=clock)
-    events = record_events(service)
+                        clock=clock, events=events)
     client = client_for(service)
     a.fault("status", times=2, status=500)
     ask(client)
@@ -404,8 +404,8 @@ def test_token_and_cost_metrics_bound_their_model_labels(start_app, client_for, 
 
 def test_provider_request_events_carry_numbers_not_text(start_app, client_for, ups):
     a, _, _ = ups
-    service = start_app(gateway_config(entry(a, "a", models=["gpt-4o-mini"])))
-    events = record_events(service)
+    events = EventLog()
+    service = start_app(gateway_config(entry(a, "a", models=["gpt-4o-mini"])), events=events)
     ask(client_for(service, {"X-User-ID": "alice"}))
     [event] = events.of("provider_request")
     assert event["provider"] == "a" and event["model"] == "gpt-4o-mini" and event["status"] == "success"

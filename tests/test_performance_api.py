@@ -9,8 +9,8 @@ RATE_HEADERS = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "Ra
 
 def test_the_101st_api_request_in_a_minute_is_refused(start_app, client_for):
     clock = FakeClock()
-    service = start_app(clock=clock)
-    service.app.events = events = RecordingEvents()
+    events = RecordingEvents()
+    service = start_app(clock=clock, events=events)
     client = client_for(service)
     for i in range(100):
         resp = client.get("/bmad/tools")

@@ -33,7 +33,10 @@ from hypothesis import strategies as st  # noqa: E402
 
 from bmad.app import build_app  # noqa: E402
 from bmad.gateway.cache import NON_OUTPUT_PARAMS, ResponseCache, TTLCache, canonical_json  # noqa: E402
-from bmad.gateway.completions import NEUTRAL_PARAMS, Completions, parse_chat_request  # noqa: E402
+from bmad.gateway.caching import CachePlugin  # noqa: E402
+from bmad.gateway.chat import parse_chat_request  # noqa: E402
+from bmad.gateway.pipeline import Call  # noqa: E402
+from bmad.ops.events import NullEvents  # noqa: E402
 from bmad.config import ConfigError, load, load_defaults  # noqa: E402
 from bmad.errors import HTTPError  # noqa: E402
 from bmad.ops.logs import JsonLogger  # noqa: E402
@@ -283,15 +286,12 @@ def test_config_file_gives_config_or_config_error(text, tmp_path_factory):
 # -- cache keys --------------------------------------------------------------------------------
 
 class RouteKeys:
-    """The part of the provider router that cache_material asks: one route per model name."""
+    """The part of the provider router that the cache key asks: one route per model name."""
 
     def route_key(self, model):
         return [["offline", model]]
 
 
-def _completions():
-    return Completions(RouteKeys(), catalog=None, config={}, metrics=Registry(), record_event=lambda *a, **k: None,
-                       logger=JsonLogger("error"))
 
 
 def _reordered(value, rnd):
@@ -313,9 +313,8 @@ OUTPUT_PARAMS = st.dictionaries(st.sampled_from(["temperature", "top_p", "seed",
 
 
 def _key(cache, user, model, messages, params):
-    chat = ChatRequest(model, messages, params)
-    material = _completions().cache_material(chat)
-    return cache.key_for(cache.scope_for(user), material["route"], material["messages"], material["params"])
+    return CachePlugin(cache, RouteKeys().route_key, NullEvents()).key(Call(ChatRequest(model, messages, params),
+                                                                              user=user))
 
 
 def _cache(shared=False):
@@ -348,7 +347,7 @@ def test_cache_key_changes_with_messages_and_model(messages, other, params):
 
 
 @given(messages=MESSAGES, params=OUTPUT_PARAMS,
-       neutral=st.dictionaries(st.sampled_from(sorted(NEUTRAL_PARAMS | (NON_OUTPUT_PARAMS - {"messages"}))),
+       neutral=st.dictionaries(st.sampled_from(sorted(NON_OUTPUT_PARAMS - {"messages"})),
                                JSON_VALUES, min_size=1, max_size=4))
 def test_cache_key_ignores_stream_and_attribution(messages, params, neutral):
     cache = _cache()

@@ -189,17 +189,24 @@ class TestGuard:
         seen = []
         guard = RateLimitGuard(limiter(FakeClock()), by_user=False, trust_proxy=False,
                                on_limited=lambda *a: seen.append(a))
-        for _ in range(5):
-            req = request(rate_class="provider")
+        for _ in range(10):
+            req = request(rate_class="workflow")
             guard(req)
-            assert req.response_headers["RateLimit-Policy"] == "50;w=60"
-        req = request(rate_class="provider")
+            assert req.response_headers["RateLimit-Policy"] == "10;w=60"
+        req = request(rate_class="workflow")
         with pytest.raises(TooManyRequests) as caught:
             guard(req)
         assert caught.value.status == 429 and caught.value.type == "rate_limited"
-        assert caught.value.headers == {"Retry-After": "2"}
+        assert caught.value.headers == {"Retry-After": "6"}
         assert req.response_headers["RateLimit-Remaining"] == "0"
-        assert seen == [("10.0.0.9", "provider", "/x")]
+        assert seen == [("10.0.0.9", "workflow", "/x")]
+
+    def test_provider_routes_are_left_to_the_pipeline(self):
+        rl = limiter(FakeClock())
+        guard = RateLimitGuard(rl, by_user=False, trust_proxy=False)
+        req = request(rate_class="provider")
+        guard(req)
+        assert req.response_headers == {} and len(rl) == 0 and guard.client(req) == "10.0.0.9"
 
     def test_unlimited_routes_and_disabled_limiter_pass_untouched(self):
         rl = limiter(FakeClock())

@@ -26,6 +26,7 @@ Methods for the caller: ``complete(chat, user=, request_id=)`` ->
 import threading
 import time
 
+from .chat import DEFAULT_ALIAS
 from .breaker import CircuitBreaker, State
 from ..errors import BadGateway, ConfigError, GatewayTimeout, NotFound, ServiceUnavailable
 from ..providers.pool import ConnectionPool
@@ -37,7 +38,6 @@ from ..providers.base import CLIENT, RATE_LIMITED, TIMEOUT, UNSUPPORTED, Provide
 from ..providers.settings import ProviderSpec, alias_entries, load_specs, routing_strategies
 from .results import Completion, RoutedStream, UpstreamRejected
 
-DEFAULT_ALIAS = "bmad-default"
 MAX_ROUTES = 1024
 MAX_COOLDOWN_SECONDS = 3600.0
 DEFAULT_COOLDOWN_SECONDS = 1.0

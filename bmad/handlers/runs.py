@@ -9,13 +9,14 @@ import re
 import time
 
 from ..errors import BadRequest, Forbidden, NotFound
+from ..gateway.chat import MAX_MODEL_CHARS
+from ..gateway.pipeline import CACHE_MODES, DEFAULT
 from ..http.request import Response, json_response
 from ..workflows.store import FINAL_STATES, RUN_STATES
 
-START_FIELDS = ("inputs", "model", "title", "approvals")
+START_FIELDS = ("inputs", "model", "title", "approvals", "cache")
 MAX_WAIT_SECONDS = 60.0
 MAX_TITLE_CHARS = 200
-MAX_MODEL_CHARS = 128
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
 MARKDOWN = "text/markdown; charset=utf-8"
@@ -71,7 +72,11 @@ def start_run(req):
     approvals = body.get("approvals", False)
     if not isinstance(approvals, bool):
         raise BadRequest("field 'approvals' must be true or false", param="approvals")
-    run_id = req.app.workflows.submit(workflow, inputs, user=req.user, model=model, title=title, approvals=approvals)
+    cache = body.get("cache", DEFAULT)
+    if cache not in CACHE_MODES:
+        raise BadRequest(f"field 'cache' must be one of {', '.join(CACHE_MODES)}", param="cache")
+    run_id = req.app.workflows.submit(workflow, inputs, user=req.user, model=model, title=title, approvals=approvals,
+                                      cache=cache)
     link = f"/bmad/runs/{run_id}"
     return json_response({"status": "accepted", "run_id": run_id, "state": "queued", "links": {"self": link}},
                          202, {"Location": link})

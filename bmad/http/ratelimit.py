@@ -22,6 +22,8 @@ from ..errors import ConfigError, TooManyRequests
 
 # "auth" is spent only by failed keys (``AuthThrottle``), per client address.
 CLASSES = ("api", "provider", "workflow", "auth")
+# Limited per LLM call in the gateway pipeline, not per request here.
+PIPELINE_CLASS = "provider"
 WINDOW_SECONDS = 60
 POLICY_KEYS = ("per_minute", "burst")
 # Idle buckets are swept from the least-recently-used end every this many acquisitions.
@@ -216,8 +218,11 @@ def client_of(req, *, by_user, trust_proxy):
 
 
 class RateLimitGuard:
-    """The ``app.guards`` entry: limits each request by its route's rate class.
+    """Limits each request by its route's rate class (``api``, ``workflow``), and names its client.
 
+    Routes of class ``provider`` are limited per LLM call by the pipeline
+    instead (``bmad/gateway/limits.py``), so workflow steps share those
+    limits; ``client(req)`` is the id the pipeline charges.
     ``on_limited(client, klass, route)`` is called for each refused request
     (metrics, analytics) before the 429 is raised.
     """
@@ -228,11 +233,15 @@ class RateLimitGuard:
         self.trust_proxy = trust_proxy
         self.on_limited = on_limited
 
+    def client(self, req):
+        """The rate-limit client id of ``req``."""
+        return client_of(req, by_user=self.by_user, trust_proxy=self.trust_proxy)
+
     def __call__(self, req):
         klass = req.route.rate_class if req.route else None
-        if klass is None or not self.limiter.enabled:
+        if klass is None or klass == PIPELINE_CLASS or not self.limiter.enabled:
             return
-        client = client_of(req, by_user=self.by_user, trust_proxy=self.trust_proxy)
+        client = self.client(req)
         decision = self.limiter.acquire(client, klass)
         req.response_headers.update(decision.headers())
         if decision.allowed:

@@ -19,7 +19,8 @@ router can try another.
 import json
 
 from .. import __version__
-from .base import (DONE, INVALID, SERVER, UNSUPPORTED, Provider, ProviderError, Reply, UpstreamStream, chunk_event)
+from .base import INVALID, SERVER, UNSUPPORTED, Provider, ProviderError, Reply, UpstreamStream
+from .sse import DONE, chunk_event
 
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 1024

@@ -17,10 +17,9 @@ import socket
 import time
 
 from .pool import PoolExhausted, ResponseTooLarge
+from .sse import StreamTooLarge, parse
 
-DONE = b"data: [DONE]\n\n"
 MAX_ERROR_BYTES = 65536
-MAX_EVENT_BYTES = 1024 * 1024
 _SECRETISH = re.compile(r"\b(?:sk|rk|pk)-[A-Za-z0-9_*.\-]{6,}")
 
 # Why an attempt failed; each is also a bounded metric label value.
@@ -109,68 +108,12 @@ def usage_of(usage):
             completion if isinstance(completion, int) and completion >= 0 else 0)
 
 
-def chunk_event(chunk_id, created, model, delta=None, finish_reason=None, usage=None):
-    """One OpenAI ``chat.completion.chunk`` SSE event; a usage-only chunk when ``delta`` is None."""
-    body = {"id": chunk_id, "object": "chat.completion.chunk", "created": created, "model": model}
-    if delta is None:
-        body["choices"] = []
-        body["usage"] = usage
-    else:
-        body["choices"] = [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]
-    return b"data: " + json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n\n"
-
-
-def reply_events(body, include_usage):
-    """A whole ``chat.completion`` body replayed as chunk events, ending with ``[DONE]``."""
-    chunk_id, created, model = body.get("id", "chatcmpl-replay"), body.get("created", 0), body.get("model", "")
-    choice = (body.get("choices") or [{}])[0]
-    message = choice.get("message") or {}
-    events = [chunk_event(chunk_id, created, model, {"role": "assistant", "content": ""}),
-              chunk_event(chunk_id, created, model, {"content": message.get("content") or ""}),
-              chunk_event(chunk_id, created, model, {}, choice.get("finish_reason") or "stop")]
-    if include_usage:
-        events.append(chunk_event(chunk_id, created, model, usage=body.get("usage")))
-    events.append(DONE)
-    return events
-
-
 def scrub(text, secrets=()):
     """``text`` with every configured secret and anything shaped like an API key replaced."""
     for secret in secrets:
         if secret:
             text = text.replace(secret, "[redacted]")
     return _SECRETISH.sub("[redacted]", text)
-
-
-def sse_events(response, timeout, limit):
-    """Yield ``(event, data)`` byte pairs from an upstream server-sent-event body as they arrive."""
-    buf = b""
-    total = 0
-    while True:
-        chunk = response.read_some(timeout)
-        if not chunk:
-            return
-        total += len(chunk)
-        if total > limit:
-            raise ProviderError(TOO_LARGE, f"the upstream stream is larger than {limit} bytes")
-        buf += chunk
-        if b"\r" in buf:
-            buf = buf.replace(b"\r\n", b"\n")
-        while True:
-            end = buf.find(b"\n\n")
-            if end < 0:
-                break
-            block, buf = buf[:end], buf[end + 2:]
-            event, data = None, []
-            for line in block.split(b"\n"):
-                if line.startswith(b"data:"):
-                    data.append(line[6:] if line[5:6] == b" " else line[5:])
-                elif line.startswith(b"event:"):
-                    event = line[6:].strip()
-            if data or event:
-                yield event, b"\n".join(data)
-        if len(buf) > MAX_EVENT_BYTES:
-            raise ProviderError(TOO_LARGE, f"an upstream event is larger than {MAX_EVENT_BYTES} bytes")
 
 
 class UpstreamStream:
@@ -190,7 +133,7 @@ class UpstreamStream:
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.finished = False
-        self._events = sse_events(response, provider.spec.timeout, provider.spec.max_response_bytes)
+        self._events = parse(response.read_some, provider.spec.timeout, provider.spec.max_response_bytes)
         self._pending = []
 
     def translate(self, event, data):
@@ -268,6 +211,8 @@ class _Translating:
             raise ProviderError(CONNECTION, f"connection refused by {spec.host}:{spec.port}") from None
         if isinstance(error, PoolExhausted):
             raise ProviderError(POOL_FULL, str(error)) from None
+        if isinstance(error, StreamTooLarge):
+            raise ProviderError(TOO_LARGE, str(error)) from None
         if isinstance(error, ResponseTooLarge):
             raise ProviderError(TOO_LARGE, f"{error} (max_response_bytes)") from None
         if isinstance(error, http.client.IncompleteRead):

@@ -10,7 +10,8 @@ provider only when no other is configured, or when listed explicitly.
 import hashlib
 import json
 
-from .base import Provider, ReplayStream, Reply, chunk_event, DONE
+from .base import Provider, ReplayStream, Reply
+from .sse import DONE, chunk_event
 
 NOTICE = ("> **Offline mode: no language model was called.** This answer was assembled by bmad-api's "
           "built-in offline provider from the request alone, so it is a placeholder, not an analysis. "

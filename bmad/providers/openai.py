@@ -11,8 +11,8 @@ import json
 import time
 
 from .. import __version__
-from .base import (DONE, INVALID, SERVER, Provider, ProviderError, ReplayStream, Reply, UpstreamStream,
-                   reply_events, usage_of)
+from .base import INVALID, SERVER, Provider, ProviderError, ReplayStream, Reply, UpstreamStream, usage_of
+from .sse import DONE, replay
 
 
 class OpenAIStream(UpstreamStream):
@@ -96,7 +96,7 @@ class OpenAIProvider(Provider):
         if "text/event-stream" not in (response.header("Content-Type") or ""):
             # Some compatible servers answer a stream request with one JSON body: replay it.
             reply = self._read_reply(response)
-            return ReplayStream(reply_events(reply.body, chat.include_usage), reply.prompt_tokens,
+            return ReplayStream(list(replay(reply.body, include_usage=chat.include_usage)), reply.prompt_tokens,
                                 reply.completion_tokens)
         return OpenAIStream(self, response, chat.include_usage)
 

@@ -71,7 +71,8 @@ class StepRunner:
         for attempt in range(1, self.retries + 2):
             try:
                 result = self.executor.execute(model, messages, run["user"],
-                                               f"{run['run_id']}.{step['id']}.{attempt}", tool)
+                                               f"{run['run_id']}.{step['id']}.{attempt}", tool,
+                                               cache=run["definition"].get("cache", "default"))
             except StepError as e:
                 error = e
                 self.logger.warning("workflow step attempt failed", run_id=run["run_id"], step=step["id"],
