@@ -50,7 +50,8 @@ def _create_artifacts(conn):
 
 
 # Ordered and append-only: a released migration is never edited, only followed by a new one.
-MIGRATIONS = [_create_runs, _create_steps, _create_artifacts]
+# Ordered and append-only (the names are those recorded in schema_migrations).
+MIGRATIONS = [(fn.__name__, fn) for fn in (_create_runs, _create_steps, _create_artifacts)]
 
 
 def _step_view(row):
