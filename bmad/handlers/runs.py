@@ -8,6 +8,7 @@ probed.
 import re
 import time
 
+from ..catalog.prompts import check_inputs
 from ..errors import BadRequest, Forbidden, NotFound
 from ..gateway.chat import MAX_MODEL_CHARS
 from ..gateway.pipeline import CACHE_MODES, DEFAULT
@@ -36,18 +37,8 @@ def _inputs(workflow, raw):
         raw = {}
     if not isinstance(raw, dict):
         raise BadRequest("field 'inputs' must be an object of input name -> text", param="inputs")
-    declared = [item["name"] for item in workflow["inputs"]]
-    for name, value in raw.items():
-        if name not in declared:
-            raise BadRequest(f"unknown input 'inputs.{name}' for workflow '{workflow['id']}'; it takes: "
-                             f"{', '.join(declared) or 'nothing'}", param=f"inputs.{name}")
-        if not isinstance(value, str):
-            raise BadRequest(f"input 'inputs.{name}' must be a string", param=f"inputs.{name}")
-    missing = [item["name"] for item in workflow["inputs"] if item["required"] and not raw.get(item["name"], "").strip()]
-    if missing:
-        raise BadRequest(f"missing required input(s) for workflow '{workflow['id']}': "
-                         f"{', '.join('inputs.' + name for name in missing)}", param=f"inputs.{missing[0]}")
-    return {name: value for name, value in raw.items() if value.strip()}
+    checked = check_inputs(workflow["inputs"], raw, f"workflow '{workflow['id']}'", "inputs")
+    return {name: value for name, value in checked.items() if value.strip()}
 
 
 def _optional_text(body, name, limit):
