@@ -10,9 +10,9 @@ A name resolves, first match wins:
 4. ``provider-type/model`` (``openai/gpt-4o``, ``anthropic/claude-sonnet-4-5``):
    the providers of that type that serve ``model`` (else every one of that
    type), asked for ``model`` with the prefix stripped;
-5. every provider that serves the name: listed, matched by a ``models``
-   pattern (``gpt-*``), or taking any name (no ``models`` and no list from a
-   health check yet).
+5. the providers one of whose ``models`` patterns (``gpt-*``) matches the
+   name; else every provider that takes any name (no ``models``, and no
+   list from a health check yet).
 
 Nothing -> 404 ``model_not_found`` naming the model. The offline provider
 serves any name only when it is the only provider; next to real ones it
@@ -74,19 +74,20 @@ class ModelResolver:
         self._seen_generation = self.generation()
 
     def serves(self, provider, model):
-        """``exact`` when ``provider`` lists ``model``, ``loose`` when it may serve it, else None."""
+        """How ``provider`` serves ``model``: ``exact`` (it lists it), ``pattern`` (a pattern matches),
+        ``any`` (it takes any name), or None."""
         spec = provider.spec
         if spec.models is not None:
             how = spec.listed(model)
             if how == "pattern":
                 listed = self.listed(provider.name)
-                return "exact" if listed and model in listed else "loose"
+                return "exact" if listed and model in listed else "pattern"
             return how
         if provider.type == "offline":
             return "exact" if model == "offline" or self.offline_only else None
         listed = self.listed(provider.name)
         if not listed:
-            return "loose"
+            return "any"
         return "exact" if model in listed else None
 
     def default_model(self, provider):
@@ -136,9 +137,13 @@ class ModelResolver:
         return serving
 
     def _serving(self, providers, model):
+        # The most specific way wins: listed names, else patterns, else providers taking any name.
         found = [(p, self.serves(p, model)) for p in providers]
-        exact = [Candidate(p, model) for p, how in found if how == "exact"]
-        return exact or [Candidate(p, model, True) for p, how in found if how == "loose"]
+        for tier in ("exact", "pattern", "any"):
+            candidates = [Candidate(p, model, tier != "exact") for p, how in found if how == tier]
+            if candidates:
+                return candidates
+        return []
 
     def models(self):
         """``[(id, owner)]``: every alias (owner ``bmad-api``), then every model a provider lists

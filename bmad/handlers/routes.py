@@ -20,6 +20,8 @@ def build_routes(app):
     r.post("/v1/chat/completions", cached_completions.chat(openai_api.chat_completions), rate_class="provider",
            openai_errors=True)
     r.get("/v1/models", openai_api.list_models, openai_errors=True)
+    r.get("/v1/models/{model_id}", openai_api.retrieve_model, openai_errors=True)
+    r.get("/v1/models/{model_prefix}/{model_id}", openai_api.retrieve_model, openai_errors=True)
 
     r.get("/bmad/tools", catalog.list_tools)
     r.get("/bmad/tools/{tool_id}", catalog.get_tool)

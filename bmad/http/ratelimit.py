@@ -242,7 +242,8 @@ class RateLimitGuard:
         policy = decision.policy
         raise TooManyRequests(
             f"rate limit exceeded for {klass} requests ({policy.per_minute} per minute, burst {policy.burst}); "
-            f"retry in {decision.retry_after} s", type="rate_limited",
+            f"retry in {decision.retry_after} s; the limit is the setting rate_limits.{klass} (raise its "
+            f"per_minute and burst, or one caller's in rate_limits.overrides)", type="rate_limited",
             headers={"Retry-After": str(decision.retry_after)})
 
 

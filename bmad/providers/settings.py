@@ -108,9 +108,11 @@ class ProviderSpec:
         entry["weight"] = self.weight
         if self.type == "offline":
             return entry
-        entry.update(base_url=self.base_url, api_key="***" if self.api_key else None, timeout_seconds=self.timeout,
-                     connect_timeout_seconds=self.connect_timeout, max_connections=self.max_connections,
-                     max_response_bytes=self.max_response_bytes)
+        entry["base_url"] = self.base_url
+        if self.api_key:
+            entry["api_key"] = "***"
+        entry.update(timeout_seconds=self.timeout, connect_timeout_seconds=self.connect_timeout,
+                     max_connections=self.max_connections, max_response_bytes=self.max_response_bytes)
         if self.type == "azure":
             entry.update(deployment=self.deployment, api_version=self.api_version)
         return entry
@@ -281,6 +283,13 @@ def load_specs(entries, environ):
             raise ConfigError(f"environment variables {source}: {e}") from None
         names.add(entry["name"])
     return specs
+
+
+def effective_entries(entries, environ):
+    """The ``providers`` the service runs with -- configured, from the environment, else the offline one --
+    as config entries with every key shown as ``***`` (for ``--print-config``)."""
+    specs = load_specs(entries, environ) or [ProviderSpec("offline", "offline")]
+    return [spec.as_config() for spec in specs]
 
 
 STRATEGIES = ("round_robin", "priority")
