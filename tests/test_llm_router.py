@@ -504,3 +504,22 @@ def test_defaults_are_the_schema():
     assert config.at("circuit_breaker.failure_threshold") == 5
     assert config.at("circuit_breaker.recovery_seconds") == 120.0
     assert config.at("health_checks.interval_seconds") == 300.0
+
+
+def test_offline_only_startup_warns_and_a_real_provider_is_live(start_app, client_for, ups):
+    offline = start_app(gateway_config(providers=[]))
+    warnings = [r for r in offline.app.logger.records() if r["level"] == "warning"]
+    assert any("no LLM provider is configured" in r["msg"] for r in warnings)
+    live = start_app(gateway_config(entry(ups[0], "a"), providers_required=True))
+    check = client_for(live).get("/bmad/health").json["checks"]["providers"]
+    assert check["mode"] == "live" and "message" not in check
+    assert not any("no LLM provider" in r["msg"] for r in live.app.logger.records())
+
+
+def test_providers_required_refuses_to_build_without_a_real_provider(make_config):
+    with pytest.raises(ConfigError) as caught:
+        router_for(make_config, {"providers": [], "providers_required": True})
+    assert "providers_required" in str(caught.value)
+    with pytest.raises(ConfigError):
+        router_for(make_config, {"providers": [{"type": "offline"}], "providers_required": True})
+    assert router_for(make_config, {"providers_required": True}, {"ANTHROPIC_API_KEY": "sk-ant-x"}).providers
