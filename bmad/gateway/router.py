@@ -158,7 +158,8 @@ class LLMRouter:
     def _trial(self, order, now):
         """The candidate to send one live trial request to, when every one is skipped and one only for its
         failed health check (it may have come up since: a server that starts after the gateway); or None."""
-        if any(self._unavailable(c.provider, now) is None for c in order):
+        if all(self.health.healthy(c.provider.name) for c in order) or any(
+                self._unavailable(c.provider, now) is None for c in order):
             return None
         for cand in order:
             if (not self.health.healthy(cand.provider.name)
