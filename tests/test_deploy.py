@@ -631,7 +631,7 @@ def test_container_environment_and_mounts(rendered, pod_spec, container):
 def test_config_map_holds_only_the_contracted_keys(rendered):
     config_map = find(rendered, "ConfigMap", "bmad-api-config")
     config = json.loads(config_map["data"]["config.json"])
-    assert config == {"server": {"host": "0.0.0.0", "port": PORT}, "data_dir": "/data"}
+    assert config == {"server": {"host": "0.0.0.0", "port": PORT}, "data_dir": "/data", "providers_required": True}
 
 
 def test_config_map_is_accepted_by_the_service(rendered, tmp_path):

@@ -173,3 +173,28 @@ def test_unwritable_data_dir_is_one_clear_line(tmp_path):
 def test_version_flag():
     out = run_cli("--version")
     assert out.returncode == 0 and "2.0.0" in out.stdout
+
+
+def test_print_config_shows_the_providers_the_environment_adds(tmp_path):
+    env = {"OPENAI_API_KEY": "sk-env-openai-secret-1234", "ANTHROPIC_API_KEY": "sk-ant-env-secret-5678"}
+    out = run_cli("--print-config", env=env)
+    assert out.returncode == 0, out.stderr
+    assert "secret" not in out.stdout
+    providers = json.loads(out.stdout)["providers"]
+    assert [(p["name"], p["type"], p["api_key"]) for p in providers] == [("openai", "openai", "***"),
+                                                                         ("anthropic", "anthropic", "***")]
+    assert providers[0]["base_url"] == "https://api.openai.com/v1" and "gpt-*" in providers[0]["models"]
+    assert providers[1]["models"] == ["claude-*"]
+    out = run_cli("--print-config")
+    assert json.loads(out.stdout)["providers"] == [{"name": "offline", "type": "offline", "weight": 1.0}]
+
+
+def test_providers_required_stops_startup_with_one_line_when_none_is_configured(tmp_path):
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"providers_required": True, "data_dir": str(tmp_path / "d")}))
+    out = run_cli("--config", str(cfg), "--port", "0")
+    assert out.returncode == 2
+    [line] = out.stderr.strip().splitlines()
+    record = json.loads(line)
+    assert record["level"] == "error" and "providers_required" in record["msg"]
+    assert "no LLM provider is configured" in record["msg"]

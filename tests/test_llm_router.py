@@ -358,8 +358,11 @@ def test_the_background_thread_checks_and_requests_never_do(start_app, client_fo
 def test_health_summary_and_offline_only(start_app, client_for):
     service = start_app(gateway_config(providers=[]))
     health = client_for(service).get("/bmad/health").json
-    assert health["checks"]["providers"] == {"status": "ok", "available": 1, "total": 1,
-                                             "providers": {"offline": True}}
+    assert health["status"] == "healthy"  # probes on a laptop pass
+    check = health["checks"]["providers"]
+    assert {k: check[k] for k in ("status", "mode", "available", "total", "providers")} == {
+        "status": "ok", "mode": "offline-only", "available": 1, "total": 1, "providers": {"offline": True}}
+    assert "no LLM provider is configured" in check["message"]
 
 
 # -- status and accounting -------------------------------------------------------------------------
@@ -501,3 +504,22 @@ def test_defaults_are_the_schema():
     assert config.at("circuit_breaker.failure_threshold") == 5
     assert config.at("circuit_breaker.recovery_seconds") == 120.0
     assert config.at("health_checks.interval_seconds") == 300.0
+
+
+def test_offline_only_startup_warns_and_a_real_provider_is_live(start_app, client_for, ups):
+    offline = start_app(gateway_config(providers=[]))
+    warnings = [r for r in offline.app.logger.records() if r["level"] == "warning"]
+    assert any("no LLM provider is configured" in r["msg"] for r in warnings)
+    live = start_app(gateway_config(entry(ups[0], "a"), providers_required=True))
+    check = client_for(live).get("/bmad/health").json["checks"]["providers"]
+    assert check["mode"] == "live" and "message" not in check
+    assert not any("no LLM provider" in r["msg"] for r in live.app.logger.records())
+
+
+def test_providers_required_refuses_to_build_without_a_real_provider(make_config):
+    with pytest.raises(ConfigError) as caught:
+        router_for(make_config, {"providers": [], "providers_required": True})
+    assert "providers_required" in str(caught.value)
+    with pytest.raises(ConfigError):
+        router_for(make_config, {"providers": [{"type": "offline"}], "providers_required": True})
+    assert router_for(make_config, {"providers_required": True}, {"ANTHROPIC_API_KEY": "sk-ant-x"}).providers

@@ -218,3 +218,18 @@ class TestGuard:
         req = request()
         guard(req)
         assert req.response_headers == {} and len(rl) == 0
+
+
+def test_the_sixth_quick_model_call_gets_a_429_naming_the_setting(start_app, client_for):
+    """The shipped provider limit (50/min, burst 5) as a newcomer meets it, over a real socket."""
+    service = start_app(clock=FakeClock())
+    client = client_for(service)
+    body = {"model": "bmad-default", "messages": [{"role": "user", "content": "hi"}]}
+    statuses = [client.post("/v1/chat/completions", body, headers={"Cache-Control": "no-store"}).status
+                for _ in range(5)]
+    assert statuses == [200] * 5
+    r = client.post("/v1/chat/completions", body)
+    assert r.status == 429 and r.getheader("Retry-After")
+    message = r.json["error"]["message"]
+    assert "50 per minute, burst 5" in message
+    assert "rate_limits.provider" in message and "rate_limits.overrides" in message

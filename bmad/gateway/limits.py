@@ -8,7 +8,7 @@ the ``workflow`` limit) is charged to the user who started the run, so
 their interactive calls share the budget, but it is never refused.
 """
 
-from ..errors import TooManyRequests
+from ..http.ratelimit import refusal
 
 PROVIDER_CLASS = "provider"
 
@@ -34,11 +34,7 @@ class RateLimitPlugin:
         if decision.allowed:
             return None
         self.on_limited(client, PROVIDER_CLASS, call.origin)
-        policy = decision.policy
-        raise TooManyRequests(
-            f"rate limit exceeded for {PROVIDER_CLASS} requests ({policy.per_minute} per minute, burst "
-            f"{policy.burst}); retry in {decision.retry_after} s", type="rate_limited",
-            headers={"Retry-After": str(decision.retry_after)})
+        raise refusal(PROVIDER_CLASS, decision)
 
     def post(self, call, result, error):
         """Nothing to settle: a token is spent whatever the outcome."""

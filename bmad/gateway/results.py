@@ -177,12 +177,13 @@ class RoutedStream:
                 breaker.record_success(self.permit)
                 self.outcome = "success"
             self.cost_usd = router.telemetry.succeeded(cand.provider, cand.model, done - self.started, prompt,
-                                                       completion, self.user, status=self.outcome)
+                                                       completion, self.user, status=self.outcome,
+                                                       request_id=self.request_id, upstream_id=upstream.upstream_id)
         else:
             router.settle(breaker, self.permit, error)
             self.outcome = "error"
             self.cost_usd = router.telemetry.failed(cand.provider, cand.model, error, done - self.started, self.user,
-                                                    self.request_id, prompt, completion)
+                                                    self.request_id, prompt, completion, upstream.upstream_id)
         self.usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
         self.latency_ms = round((done - self.began) * 1000.0, 3)
         for finished in self.on_finish:

@@ -1,5 +1,6 @@
-"""The OpenAI-compatible endpoints: chat completions and the models list."""
+"""The OpenAI-compatible endpoints: chat completions, the models list and one model."""
 
+from ..errors import NotFound
 from ..gateway.chat import parse_chat_request
 from ..gateway.results import Completion
 from ..http.request import Response
@@ -29,3 +30,14 @@ def list_models(req):
     data = [{"id": name, "object": "model", "created": created, "owned_by": owner}
             for name, owner in req.app.llm.models()]
     return {"object": "list", "data": data}
+
+
+def retrieve_model(req):
+    """GET /v1/models/{model_id} (and ``{owner}/{model_id}`` for names with a slash): one model object."""
+    params = req.params
+    model_id = f"{params['model_prefix']}/{params['model_id']}" if "model_prefix" in params else params["model_id"]
+    found = req.app.llm.model(model_id)
+    if found is None:
+        raise NotFound(f"model '{model_id[:200]}' is not served here; GET /v1/models lists what is",
+                       type="invalid_request_error", code="model_not_found", param="model")
+    return {"id": found[0], "object": "model", "created": int(req.app.started_at), "owned_by": found[1]}

@@ -19,6 +19,8 @@ def build_routes(app):
     # rate_class "provider": limited per LLM call in the gateway pipeline (workflow steps share the limit).
     r.post("/v1/chat/completions", openai_api.chat_completions, rate_class="provider")
     r.get("/v1/models", openai_api.list_models)
+    r.get("/v1/models/{model_id}", openai_api.retrieve_model)
+    r.get("/v1/models/{model_prefix}/{model_id}", openai_api.retrieve_model)
 
     r.get("/bmad/tools", catalog.list_tools)
     r.get("/bmad/tools/{tool_id}", catalog.get_tool)

@@ -248,11 +248,17 @@ class RateLimitGuard:
             return
         if self.on_limited is not None:
             self.on_limited(client, klass, req.route.template)
-        policy = decision.policy
-        raise TooManyRequests(
-            f"rate limit exceeded for {klass} requests ({policy.per_minute} per minute, burst {policy.burst}); "
-            f"retry in {decision.retry_after} s", type="rate_limited",
-            headers={"Retry-After": str(decision.retry_after)})
+        raise refusal(klass, decision)
+
+
+def refusal(klass, decision):
+    """The 429 for a request of ``klass`` that ``decision`` refused: it names the setting to raise."""
+    policy = decision.policy
+    return TooManyRequests(
+        f"rate limit exceeded for {klass} requests ({policy.per_minute} per minute, burst {policy.burst}); "
+        f"retry in {decision.retry_after} s; the limit is the setting rate_limits.{klass} (raise its "
+        f"per_minute and burst, or one caller's in rate_limits.overrides)", type="rate_limited",
+        headers={"Retry-After": str(decision.retry_after)})
 
 
 class AuthThrottle:

@@ -215,16 +215,19 @@ class AnthropicProvider(Provider):
             headers["x-api-key"] = self.spec.api_key
         return headers
 
-    def complete(self, chat, model):
+    def complete(self, chat, model, request_id=None):
         """One non-streamed message, answered in the OpenAI shape."""
-        data = self._post_json(self.spec.base_path + "/v1/messages", to_anthropic(chat, model), self.headers())
-        return from_anthropic(data, int(self.clock()))
+        data, upstream_id = self._post_json(self.spec.base_path + "/v1/messages", to_anthropic(chat, model),
+                                            self.call_headers(request_id))
+        reply = from_anthropic(data, int(self.clock()))
+        reply.upstream_id = upstream_id
+        return reply
 
-    def stream(self, chat, model):
+    def stream(self, chat, model, request_id=None):
         """A streamed message, translated to OpenAI chunks (not yet primed)."""
         payload = json.dumps(to_anthropic(chat, model, stream=True), separators=(",", ":"),
                              ensure_ascii=False).encode("utf-8")
-        headers = self.headers()
+        headers = self.call_headers(request_id)
         headers["Accept"] = "text/event-stream"
         response = self._send("POST", self.spec.base_path + "/v1/messages", payload, headers)
         if response.status >= 300:

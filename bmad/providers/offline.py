@@ -69,7 +69,7 @@ class OfflineProvider(Provider):
         digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
         return text, f"chatcmpl-offline-{digest}", int(self.clock())
 
-    def complete(self, chat, model):
+    def complete(self, chat, model, request_id=None):
         """The offline answer as a ``chat.completion``."""
         text, answer_id, created = self._answer(chat)
         body = {"id": answer_id, "object": "chat.completion", "created": created, "model": "offline",
@@ -78,7 +78,7 @@ class OfflineProvider(Provider):
                 "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}}
         return Reply(body, 0, 0)
 
-    def stream(self, chat, model):
+    def stream(self, chat, model, request_id=None):
         """The offline answer as chunk events, a paragraph at a time."""
         text, answer_id, created = self._answer(chat)
         events = [chunk_event(answer_id, created, "offline", {"role": "assistant", "content": ""})]

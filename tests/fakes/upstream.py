@@ -58,6 +58,9 @@ Responses
   message_stop -- each with an ``event:`` line.
 * ``up.delay_seconds``: latency added before every chat/messages response.
 * ``up.keep_alive = False`` makes every response ``Connection: close``.
+* Every response carries the provider's own request id (OpenAI ``x-request-id``,
+  Anthropic ``request-id``, Azure ``apim-request-id`` + ``x-request-id``): random
+  ``req_...``, or ``up.request_id`` when set.
 * ``up.azure_prompt_filter_chunk = True``: Azure streams start with the real-Azure
   leading chunk that has ``choices: []`` and ``prompt_filter_results``.
 
@@ -394,7 +397,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _id_headers(self) -> list[tuple[str, str]]:
         kind = self.server.owner.kind
-        rid = "req_" + _rand_id(24)
+        rid = self.server.owner.request_id or "req_" + _rand_id(24)
         if kind == "anthropic":
             return [("request-id", rid)]
         if kind == "azure":
@@ -683,6 +686,7 @@ class FakeUpstream:
         self.deployments = deployments
         self.keep_alive = True
         self.azure_prompt_filter_chunk = False
+        self.request_id = None
 
         self._requested_port = port
         self._port: int | None = None
