@@ -219,3 +219,13 @@ def test_a_generated_request_id_is_forwarded_too(start_app, client_for):
         service = start_app(gateway_config(entry(a, "a")), clock=FakeClock())
         r = ask(client_for(service), "gpt-4o-mini")
         assert chats(a)[-1].headers["x-request-id"] == r.getheader("X-Request-ID")
+
+
+def test_an_ollama_latest_tag_is_served_by_its_short_name(start_app, client_for):
+    with FakeUpstream("openai", models=["llama3.1:latest", "qwen2.5:7b"]) as up:
+        service = start_app(gateway_config(entry(up, "ollama")))
+        service.app.llm.health.check_all()
+        client = client_for(service)
+        assert ask(client, "llama3.1").status == 200
+        assert ask(client, "qwen2.5:7b").status == 200
+        assert ask(client, "qwen2.5").status == 404  # only :latest has a short name

@@ -65,6 +65,7 @@ def test_each_prompt_carries_exactly_its_consumed_artifacts(start_app, client_fo
 
 
 def test_model_per_tool_then_run_model(start_app, client_for, upstream, catalog):
+    upstream.models = ["gpt-4o-mini", "cheap-model", "strong-model"]  # what its models list (health check) says
     service = start_with_upstreams(start_app, [upstream], {"catalog_dir": catalog,
                                                            "tools": {"t-b": {"model": "strong-model"}}})
     client = client_for(service)

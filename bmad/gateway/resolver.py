@@ -44,13 +44,12 @@ class Candidate:
 class Route:
     """A requested model, resolved: its candidates in list order and how to order them."""
 
-    __slots__ = ("name", "candidates", "strategy", "wildcard")
+    __slots__ = ("name", "candidates", "strategy")
 
     def __init__(self, name, candidates, strategy):
         self.name = name
         self.candidates = candidates
         self.strategy = strategy
-        self.wildcard = any(c.loose for c in candidates)
 
 
 class ModelResolver:
@@ -88,7 +87,8 @@ class ModelResolver:
         listed = self.listed(provider.name)
         if not listed:
             return "any"
-        return "exact" if model in listed else None
+        # Ollama lists "llama3.1:latest" and serves it as "llama3.1" too.
+        return "exact" if model in listed or model + ":latest" in listed else None
 
     def default_model(self, provider):
         """The model ``bmad-default`` asks ``provider`` for: its first listed one, else its type's default."""

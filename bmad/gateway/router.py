@@ -32,7 +32,7 @@ import time
 
 from .chat import DEFAULT_ALIAS
 from .breaker import CircuitBreaker, State
-from ..errors import BadGateway, ConfigError, GatewayTimeout, NotFound, ServiceUnavailable
+from ..errors import BadGateway, ConfigError, GatewayTimeout, ServiceUnavailable
 from ..providers.pool import ConnectionPool
 from .pricing import Pricing
 from .health import ProviderHealth
@@ -345,15 +345,8 @@ class LLMRouter:
         return self.resolver.models()
 
     def model(self, model_id):
-        """``(id, owner)`` of a listed model or alias, or of a name that routes somewhere; None otherwise."""
-        for name, owner in self.resolver.models():
-            if name == model_id:
-                return name, owner
-        try:
-            route = self.resolve(model_id)
-        except NotFound:
-            return None
-        return model_id, route.candidates[0].provider.name
+        """``(id, owner)`` of a model ``models()`` lists (an alias or a provider's model); None otherwise."""
+        return next(((name, owner) for name, owner in self.resolver.models() if name == model_id), None)
 
     def providers_status(self):
         """One entry per provider for ``GET /bmad/providers``."""

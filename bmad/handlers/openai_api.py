@@ -33,11 +33,11 @@ def list_models(req):
 
 
 def retrieve_model(req):
-    """GET /v1/models/{model_id} (and ``{owner}/{model_id}`` for names with a slash): one model object."""
+    """GET /v1/models/{model_id} (and ``{model_prefix}/{model_id}`` for ids with a slash): one listed model."""
     params = req.params
     model_id = f"{params['model_prefix']}/{params['model_id']}" if "model_prefix" in params else params["model_id"]
     found = req.app.llm.model(model_id)
     if found is None:
-        raise NotFound(f"model '{model_id[:200]}' is not served here; GET /v1/models lists what is",
+        raise NotFound(f"model '{model_id[:200]}' is not listed here; GET /v1/models lists what is",
                        type="invalid_request_error", code="model_not_found", param="model")
     return {"id": found[0], "object": "model", "created": int(req.app.started_at), "owned_by": found[1]}
