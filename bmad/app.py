@@ -24,7 +24,7 @@ import traceback
 from . import __version__
 from .analytics import Analytics, register_metrics as register_analytics_metrics
 from .catalog.loader import Catalog
-from .errors import HTTPError, InternalError, Unauthorized
+from .errors import ConfigError, HTTPError, InternalError, Unauthorized
 from .gateway import caching
 from .gateway.cache import ResponseCache
 from .gateway.completions import Completions, ToolRunPlugin
@@ -41,9 +41,14 @@ from .ops.events import NullEvents
 from .ops.logs import JsonLogger
 from .ops.metrics import Registry
 from .ops.perfstats import PerfStats
+from .state.cache import SharedResponseCache
+from .state.health import BackendHealth
+from .state.ratelimit import SharedRateLimiter
+from .state.redis import Redis
 from .workflows import AppExecutor, build as build_workflows
 
 PLUGIN_ORDER = ("rate_limit", "cache", "dedup", "tool_runs")
+ON_REDIS_ERROR = ("closed", "open_local")
 
 
 class App:
@@ -54,13 +59,15 @@ class App:
     ``auth_throttle`` (None in open mode), ``limiter``, ``rate_limits`` (the
     HTTP rate-limit guard), ``cors``, ``catalog``, ``llm`` (the provider
     router), ``response_cache``, ``dedup``, ``completions`` (the pipeline's
-    entry), ``perfstats``, ``workflows``; ``router`` is the route table.
+    entry), ``perfstats``, ``workflows``, ``redis`` (the shared-state client, or None
+when state is this process's own); ``router`` is the route table.
     ``drain()`` stops new background work when a graceful stop begins;
     ``shutdown()`` flushes and closes, in reverse order of construction.
     """
 
     def __init__(self, config, *, clock, logger, metrics, events, analytics, auth, auth_throttle, limiter,
-                 rate_limits, cors, catalog, llm, response_cache, dedup, completions, perfstats, workflows):
+                 rate_limits, cors, catalog, llm, response_cache, dedup, completions, perfstats, workflows, redis=None,
+                 state_health=None):
         self.config = config
         self.clock = clock
         self.logger = logger
@@ -80,10 +87,13 @@ class App:
         self.completions = completions
         self.perfstats = perfstats
         self.workflows = workflows
+        self.redis = redis
         self.stop_deadline = None
         self.health_checks = {"providers": llm.health_summary, "workflows": workflows.health}
         if analytics is not None:
             self.health_checks["analytics"] = analytics.health
+        if state_health is not None:
+            self.health_checks["state"] = state_health.check
         self.observers = [self._record_perfstats] + ([analytics.observe] if analytics is not None else [])
         self._http_metrics()
         self.router = build_routes(self)
@@ -114,7 +124,8 @@ class App:
         """After the drain: stop, flush and close every part, the last built first."""
         for name, close in (("workflows", lambda: self.workflows.stop(self.drain_time_left())),
                             ("providers", self.llm.close),
-                            ("analytics", self.analytics.close if self.analytics is not None else None)):
+                            ("analytics", self.analytics.close if self.analytics is not None else None),
+                            ("redis", self.redis.close if self.redis is not None else None)):
             if close is None:
                 continue
             try:
@@ -237,6 +248,10 @@ def build_app(config, *, clock=time.time, logger=None, environ=None, events=None
         limited.inc(**{"class": klass})
         events.record("rate_limited", client=client, route=route, **{"class": klass})
 
+    redis, state_health = _shared_state(config, logger, metrics)
+    if redis is not None:
+        limiter = SharedRateLimiter(redis, limiter, health=state_health, on_error=config.at("state.on_redis_error"),
+                                    clock=clock)
     trust_proxy = config.at("server.trust_proxy")
     rate_limits = RateLimitGuard(limiter, by_user=not auth.open_mode, trust_proxy=trust_proxy, on_limited=on_limited)
     auth_failed = metrics.counter("bmad_auth_failed_total", "Requests refused for a missing or invalid API key.")
@@ -249,7 +264,8 @@ def build_app(config, *, clock=time.time, logger=None, environ=None, events=None
                                 record_event=events.record)
     logger.info("providers configured", providers=[
         {"name": p.name, "type": p.type, "host": p.spec.hostport} for p in llm.providers])
-    response_cache = ResponseCache.from_config(config, clock=clock)
+    response_cache = (ResponseCache.from_config(config, clock=clock) if redis is None
+                      else SharedResponseCache.from_config(config, redis, state_health, clock=clock))
     caching.register_metrics(metrics, response_cache)
     dedup = SingleFlight(timeout=float(llm.max_timeout()), copier=_completion_copy, coalesced_counter=metrics.counter(
         "bmad_dedup_coalesced_total", "Requests answered with the result of an identical in-flight request."))
@@ -266,11 +282,29 @@ def build_app(config, *, clock=time.time, logger=None, environ=None, events=None
     app = App(config, clock=clock, logger=logger, metrics=metrics, events=events, analytics=analytics, auth=auth,
               auth_throttle=auth_throttle, limiter=limiter, rate_limits=rate_limits, cors=CorsPolicy.from_config(
                   config.at("server.cors_origins", [])), catalog=catalog, llm=llm, response_cache=response_cache,
-              dedup=dedup, completions=completions, perfstats=PerfStats(clock=clock), workflows=workflows)
+              dedup=dedup, completions=completions, perfstats=PerfStats(clock=clock), workflows=workflows,
+              redis=redis, state_health=state_health)
     if auth.open_mode:
         logger.warning("no API keys configured: running in open development mode; "
                        "callers are identified by X-User-ID or as anonymous")
     return app.start()
+
+
+def _shared_state(config, logger, metrics):
+    """``(redis client, its BackendHealth)`` when ``state.redis_url`` is set, else ``(None, None)``."""
+    url = config.at("state.redis_url")
+    if not url:
+        return None, None
+    mode = config.at("state.on_redis_error")
+    if mode not in ON_REDIS_ERROR:
+        raise ConfigError(f"config key 'state.on_redis_error' must be one of {', '.join(ON_REDIS_ERROR)}, got {mode!r}")
+    try:
+        redis = Redis.from_url(url)
+    except ValueError as e:
+        raise ConfigError(f"config key 'state.redis_url': {e}") from None
+    gauge = metrics.gauge("bmad_state_backend_up", "1 while a shared-state backend answers, 0 while it cannot be "
+                          "reached.", ("backend",))
+    return redis, BackendHealth("redis", logger=logger, gauge=gauge)
 
 
 def _completion_copy(result):

@@ -1,6 +1,8 @@
 """Real database servers for the tests, each throwaway, on 127.0.0.1 and a free port.
 
-``postgres_cluster(auth)`` starts a PostgreSQL cluster in a temp directory
+``redis_process(password)`` starts a redis-server with no persistence and
+yields its port (``stop()``/``start()`` on the yielded handle stop and start
+it again on the same port); ``postgres_cluster(auth)`` starts a PostgreSQL cluster in a temp directory
 (as the ``postgres`` user when the tests run as root, as PostgreSQL refuses
 root) and yields ``(port, password)``; the superuser is ``bmad``.
 """
@@ -14,7 +16,7 @@ import tempfile
 from contextlib import contextmanager
 
 from tests.conftest import eventually
-from tests.tooling import _missing
+from tests.tooling import _missing, require_tool
 
 PASSWORD = "pg-s3cret-pw"
 
@@ -83,3 +85,52 @@ def postgres_cluster(auth="scram-sha-256", options=()):
         subprocess.run(_as_owner([pg_ctl, "-D", data, "-m", "immediate", "-w", "stop"]), env=env,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         shutil.rmtree(root, ignore_errors=True)
+
+
+class RedisProcess:
+    """A throwaway redis-server; ``port`` stays the same across ``stop()`` and ``start()``."""
+
+    def __init__(self, password):
+        self.binary = require_tool("redis-server")
+        self.password = password
+        self.port = free_port()
+        self.workdir = tempfile.mkdtemp(prefix="bmad-redis-")
+        self.proc = None
+
+    def url(self, db=0):
+        """The ``redis://`` URL of database ``db``."""
+        return f"redis://:{self.password}@127.0.0.1:{self.port}/{db}"
+
+    def start(self):
+        """Start the server and wait until it accepts connections."""
+        self.proc = subprocess.Popen([self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                                      "--appendonly", "no", "--dir", self.workdir, "--requirepass", self.password],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        eventually(lambda: _accepts(self.port), timeout=10)
+        return self
+
+    def stop(self):
+        """Stop the server (its data is gone: nothing is persisted)."""
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+
+def _accepts(port):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+@contextmanager
+def redis_process(password="s3cret-pass"):
+    """A running ``RedisProcess``, stopped and removed afterwards."""
+    server = RedisProcess(password).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(server.workdir, ignore_errors=True)

@@ -1,48 +1,19 @@
 """The stdlib Redis client against a real redis-server, and against a server that misbehaves."""
 
-import os
-import shutil
 import socket
-import subprocess
-import tempfile
 import threading
 
 import pytest
 
 from bmad.state.redis import Reader, Redis, RedisConnectionError, RedisError, encode
-from tests.conftest import eventually
-from tests.tooling import require_tool
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.servers import free_port, redis_process
 
 
 @pytest.fixture(scope="module")
 def redis_server():
-    """A throwaway redis-server on 127.0.0.1 with a password, in a temp directory."""
-    binary = require_tool("redis-server")
-    port = _free_port()
-    workdir = tempfile.mkdtemp(prefix="bmad-redis-")
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                             "--dir", workdir, "--requirepass", "s3cret-pass"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    def up():
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return True
-        except OSError:
-            return False
-    try:
-        eventually(up, timeout=10)
-        yield port
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        shutil.rmtree(workdir, ignore_errors=True)
+    """A throwaway redis-server on 127.0.0.1 with a password; yields its port."""
+    with redis_process("s3cret-pass") as server:
+        yield server.port
 
 
 @pytest.fixture
@@ -135,7 +106,7 @@ def test_a_server_that_closes_mid_reply_is_a_connection_error(reply):
 
 def test_nothing_listening_is_a_connection_error():
     with pytest.raises(RedisConnectionError):
-        Redis("127.0.0.1", _free_port(), connect_timeout=0.5).execute("PING")
+        Redis("127.0.0.1", free_port(), connect_timeout=0.5).execute("PING")
 
 
 def test_framing_round_trips_through_the_reader():
