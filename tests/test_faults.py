@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FakeClock, eventually
 from tests.fakes.upstream import FakeUpstream
 from tests.llm_support import assert_no_secret, entry, gateway_config
 from tests.proc import ServerProcess, run_cli
+from tests.support import FakeClock, eventually
 
 TIMEOUT = 0.5
 MESSAGES = [{"role": "user", "content": "fault me"}]

@@ -9,8 +9,8 @@ import pytest
 
 from bmad.config import load
 from bmad.errors import ConfigError
-from tests.conftest import FakeClock, eventually
 from tests.rawhttp import body_json, connect, is_closed, read_response
+from tests.support import FakeClock, eventually
 
 PREVIEW = "/bmad/tools/analyst/preview"
 KEYS = {"auth": {"api_keys": [{"key": "alice-key-123", "user": "alice", "role": "admin"}]}}

@@ -6,9 +6,9 @@ import pytest
 
 from bmad.config import load
 from bmad.errors import ConfigError
-from tests.conftest import FakeClock
 from tests.fakes.upstream import FakeUpstream
 from tests.llm_support import entry, gateway_config, EventLog
+from tests.support import FakeClock
 
 MESSAGES = [{"role": "user", "content": "route me"}]
 

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from tests.conftest import eventually
 from tests.fakes.upstream import FakeUpstream
 from tests.llm_support import UPSTREAM_KEY, assert_no_secret, entry, gateway_config, EventLog
+from tests.support import eventually
 
 openai = pytest.importorskip("openai")
 

@@ -45,7 +45,7 @@ from bmad.providers.anthropic import from_anthropic, to_anthropic  # noqa: E402
 from bmad.providers.base import ChatRequest  # noqa: E402
 from bmad.http.ratelimit import Policy, RateLimiter  # noqa: E402
 from bmad.service import Service  # noqa: E402
-from tests.conftest import FakeClock  # noqa: E402
+from tests.support import FakeClock  # noqa: E402
 
 settings.register_profile("ci", max_examples=60, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
