@@ -20,7 +20,6 @@ import os
 import re
 import socket
 import tempfile
-import time
 
 import pytest
 
@@ -45,7 +44,7 @@ from bmad.providers.anthropic import from_anthropic, to_anthropic  # noqa: E402
 from bmad.providers.base import ChatRequest  # noqa: E402
 from bmad.http.ratelimit import Policy, RateLimiter  # noqa: E402
 from bmad.service import Service  # noqa: E402
-from tests.support import FakeClock  # noqa: E402
+from tests.support import FakeClock, poll  # noqa: E402
 
 settings.register_profile("ci", max_examples=60, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -131,19 +130,22 @@ def exchange_all(port, data, timeout=5.0):
             sock.shutdown(socket.SHUT_WR)
         except OSError:
             pass  # the server may answer and close before it has read everything
-        received = b""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        received = bytearray()
+
+        def ended():
             try:
                 chunk = sock.recv(65536)
             except ConnectionResetError:
-                return received, "reset"
+                return "reset"
             except socket.timeout:
-                break
+                return "timeout"
             if not chunk:
-                return received, "closed"
-            received += chunk
-        return received, "timeout"
+                return "closed"
+            received.extend(chunk)
+            return None
+
+        how = poll(ended, timeout=timeout, interval=0) or "timeout"
+        return bytes(received), how
 
 
 def parse_responses(raw):
