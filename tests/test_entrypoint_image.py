@@ -28,6 +28,8 @@ import pytest
 from tests.support import poll
 from tests.tooling import REPO_ROOT, tools_required
 
+pytestmark = pytest.mark.slow
+
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 # What a python:3.11-slim image has besides the Dockerfile's own ENV.
 BASE_ENV = {"PATH": "/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}

@@ -19,6 +19,7 @@ KEYS = {"auth": {"api_keys": [{"key": "alice-key-123", "user": "alice", "role": 
 # -- slowloris ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_slowloris_cannot_starve_a_normal_client(start_app, client_for):
     service = start_app({"server": {"header_timeout_seconds": 1.0}})
     head = b"GET /bmad/health HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 64

@@ -81,6 +81,7 @@ def _wait_listener_closed(port, seconds=10):
     return poll(closed, timeout=seconds, interval=0.01)
 
 
+@pytest.mark.slow
 def test_config_precedence_defaults_file_env_flags(tmp_path):
     cfg = tmp_path / "c.json"
     cfg.write_text(json.dumps({"server": {"port": 1111, "max_connections": 7, "drain_seconds": 3}, "log_level": "warning"}))

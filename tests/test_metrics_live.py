@@ -320,6 +320,7 @@ def query(base, expr):
     return [(r["metric"], float(r["value"][1])) for r in body["data"]["result"]]
 
 
+@pytest.mark.slow
 def test_a_real_prometheus_scrapes_the_service(start_app, client_for, prometheus_server):
     token = "prom-scrape-token"
     service = start_app(data={"metrics": {"token": token}})

@@ -93,6 +93,7 @@ def test_a_clock_stepping_backwards_mints_nothing():
     assert not rl.acquire("c", "provider").allowed
 
 
+@pytest.mark.slow
 def test_many_distinct_clients_keep_the_table_bounded():
     clock = FakeClock()
     rl = limiter(clock, max_clients=1000)

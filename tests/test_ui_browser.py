@@ -19,6 +19,8 @@ import pytest
 
 from tests.tooling import REPO_ROOT, require_module, require_tool
 
+pytestmark = pytest.mark.slow
+
 sync_api = require_module("playwright.sync_api")
 CHROMIUM = require_tool("chromium")
 
