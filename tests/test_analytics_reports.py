@@ -3,7 +3,7 @@
 import pytest
 
 from tests.analytics_support import DAY, NO_LIMITS, at, settle, with_providers
-from tests.conftest import FakeClock
+from tests.support import FakeClock
 
 A = 19670  # a UTC day number: 2023-11-09
 B = A + 3  # 2023-11-12, "today"

@@ -7,7 +7,7 @@ import pytest
 from bmad.gateway.cache import ResponseCache, TTLCache
 from bmad.config import load
 from bmad.errors import ConfigError
-from tests.conftest import FakeClock
+from tests.support import FakeClock
 
 
 class CacheContract:

@@ -1,12 +1,12 @@
 """Single-flight de-duplication: overlap is forced with Events and Barriers, never sleeps."""
 
 import threading
-import time
 
 import pytest
 
 from bmad.gateway.dedup import SingleFlight
 from bmad.errors import BadGateway, GatewayTimeout, HTTPError
+from tests.support import poll
 
 
 def run_concurrently(flight, n, key, fn):
@@ -27,10 +27,8 @@ def run_concurrently(flight, n, key, fn):
 
 def wait_for_waiters(flight, key, n):
     """Block until ``n`` callers are waiting (they register under the lock before blocking)."""
-    deadline = time.monotonic() + 10
-    while flight.stats()["waiting"] < n:
-        assert time.monotonic() < deadline, f"only {flight.stats()['waiting']} of {n} callers waited"
-        time.sleep(0.001)
+    poll(lambda: flight.stats()["waiting"] >= n, timeout=10, interval=0.001)
+    assert flight.stats()["waiting"] >= n, f"only {flight.stats()['waiting']} of {n} callers waited"
 
 
 def test_ten_identical_calls_run_once():

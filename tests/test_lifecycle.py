@@ -8,6 +8,7 @@ import pytest
 
 from tests.proc import ServerProcess, run_cli
 from tests.rawhttp import body_json, connect, read_response
+from tests.support import poll
 
 
 @pytest.fixture
@@ -57,31 +58,30 @@ def test_sigterm_lets_an_in_flight_request_finish_then_exits_0(proc_factory, tmp
 
 
 def _wait_in_flight(port, n, seconds=10):
-    import time
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+    def in_flight():
         with connect(port) as probe:
             probe.sendall(b"GET /bmad/metrics HTTP/1.1\r\nHost: x\r\n\r\n")
             _, _, body = read_response(probe)
         for line in body.decode().splitlines():
             if line.startswith("bmad_http_requests_in_flight ") and float(line.split()[1]) >= n:
                 return True
-        time.sleep(0.01)
-    return False
+        return False
+
+    return poll(in_flight, timeout=seconds, interval=0.01)
 
 
 def _wait_listener_closed(port, seconds=10):
-    import time
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+    def closed():
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
         except OSError:
             return True
-        time.sleep(0.01)
-    return False
+        return False
+
+    return poll(closed, timeout=seconds, interval=0.01)
 
 
+@pytest.mark.slow
 def test_config_precedence_defaults_file_env_flags(tmp_path):
     cfg = tmp_path / "c.json"
     cfg.write_text(json.dumps({"server": {"port": 1111, "max_connections": 7, "drain_seconds": 3}, "log_level": "warning"}))

@@ -6,9 +6,9 @@ import pytest
 
 from bmad.config import load
 from bmad.errors import ConfigError
-from tests.conftest import FakeClock
 from tests.fakes.upstream import FakeUpstream
 from tests.llm_support import entry, gateway_config, EventLog
+from tests.support import FakeClock, poll
 
 MESSAGES = [{"role": "user", "content": "route me"}]
 
@@ -344,9 +344,7 @@ def test_the_background_thread_checks_and_requests_never_do(start_app, client_fo
     a.wait_for_requests(2, timeout=5)  # at least two rounds
     assert all(r.route == "health" for r in a.requests)
     a.fault("status", health=True, status=500)
-    deadline = time.monotonic() + 5
-    while service.app.llm.health.healthy("a") and time.monotonic() < deadline:
-        time.sleep(0.02)
+    poll(lambda: not service.app.llm.health.healthy("a"), timeout=5, interval=0.02)
     assert not service.app.llm.health.healthy("a")
     off = start_app(gateway_config(entry(ups[1], "b")))
     client = client_for(off)

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from tests.conftest import eventually
 from tests.fakes.upstream import FakeUpstream
 from tests.llm_support import UPSTREAM_KEY, assert_no_secret, entry, gateway_config, EventLog
+from tests.support import eventually, poll
 
 openai = pytest.importorskip("openai")
 
@@ -239,7 +239,6 @@ def test_no_key_in_any_response_header_or_log_line_after_a_mixed_session(start_a
 
 def test_a_client_that_leaves_mid_stream_frees_the_upstream_connection(start_app):
     import socket
-    import time
     with FakeUpstream("openai") as a:
         events = EventLog()
         service = start_app(gateway_config(entry(a, "a")), events=events)
@@ -248,15 +247,16 @@ def test_a_client_that_leaves_mid_stream_frees_the_upstream_connection(start_app
         sock = socket.create_connection(("127.0.0.1", service.port), timeout=5)
         sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                      b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
-        received = b""
-        deadline = time.monotonic() + 5
-        while b"data: " not in received and time.monotonic() < deadline:  # the head and first event may
-            received += sock.recv(65536)                                   # arrive in separate reads
+        received = bytearray()
+
+        def first_event():  # the head and first event may arrive in separate reads
+            received.extend(sock.recv(65536))
+            return b"data: " in received
+
+        poll(first_event, timeout=5, interval=0)
         assert b"data: " in received
         sock.close()
-        deadline = time.monotonic() + 5
-        while not events.of("provider_request") and time.monotonic() < deadline:
-            time.sleep(0.02)
+        poll(lambda: events.of("provider_request"), timeout=5, interval=0.02)
         [event] = events.of("provider_request")
         assert event["status"] == "client_closed"
         stats = service.app.llm.pool_stats()

@@ -1,7 +1,7 @@
 """Rate limits, /bmad/performance and the health summary over real sockets (fake clock, no waiting)."""
 
-from tests.conftest import FakeClock, eventually
 from tests.llm_support import EventLog as RecordingEvents
+from tests.support import FakeClock, eventually
 
 KEYS = {"auth": {"api_keys": [{"key": "alice-key", "user": "alice"}, {"key": "bob-key", "user": "bob"}]}}
 RATE_HEADERS = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "RateLimit-Policy")

@@ -7,8 +7,8 @@ import pytest
 from bmad.errors import TooManyRequests
 from bmad.gateway.pipeline import Call, Pipeline
 from bmad.providers.base import ChatRequest
-from tests.conftest import CapturedLogger
 from tests.fakes.upstream import FakeUpstream
+from tests.support import CapturedLogger
 from tests.workflow_support import reply_for, start_run, start_with_upstreams, wait_run, write_catalog
 
 

@@ -8,7 +8,7 @@ from bmad.http.ratelimit import Policy, RateLimiter, RateLimitGuard, client_of, 
 from bmad.http.request import Request
 from bmad.http.auth import Principal
 from bmad.http.router import Route
-from tests.conftest import FakeClock
+from tests.support import FakeClock
 
 DEFAULTS = {"api": Policy(100, 100), "workflow": Policy(10, 10), "provider": Policy(50, 5)}
 
@@ -93,6 +93,7 @@ def test_a_clock_stepping_backwards_mints_nothing():
     assert not rl.acquire("c", "provider").allowed
 
 
+@pytest.mark.slow
 def test_many_distinct_clients_keep_the_table_bounded():
     clock = FakeClock()
     rl = limiter(clock, max_clients=1000)

@@ -19,14 +19,16 @@ import pytest
 
 from tests.tooling import REPO_ROOT, require_module, require_tool
 
+pytestmark = pytest.mark.slow
+
 sync_api = require_module("playwright.sync_api")
 CHROMIUM = require_tool("chromium")
 
 from bmad.app import build_app  # noqa: E402
 from bmad.config import load, load_defaults  # noqa: E402
 from bmad.service import Service  # noqa: E402
-from tests.conftest import CapturedLogger  # noqa: E402
 from tests.fakes.upstream import FakeUpstream  # noqa: E402
+from tests.support import CapturedLogger  # noqa: E402
 
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "ui"
 CHROMIUM_ARGS = [

@@ -4,8 +4,8 @@ import threading
 
 import pytest
 
-from tests.conftest import eventually
 from tests.fakes.upstream import FakeUpstream
+from tests.support import eventually
 from tests.workflow_support import (DIAMOND, reply_for, start_run, start_with_upstreams, step_of, steps_by_id,
                                     wait_chat, wait_run, write_catalog)
 

@@ -129,6 +129,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from tests.support import poll
+
 KINDS = ("openai", "anthropic", "azure")
 
 FAULT_NAMES = (
@@ -839,14 +841,9 @@ class FakeUpstream:
 
     def wait_for_requests(self, n: int, timeout: float = 2.0) -> list[RecordedRequest]:
         """Poll until at least n requests were recorded; raises TimeoutError otherwise."""
-        deadline = time.monotonic() + timeout
-        while True:
-            reqs = self.requests
-            if len(reqs) >= n:
-                return reqs
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"expected {n} requests, got {len(reqs)}")
-            time.sleep(0.005)
+        if poll(lambda: len(self.requests) >= n, timeout=timeout):
+            return self.requests  # records only grow (until reset), so this still holds n
+        raise TimeoutError(f"expected {n} requests, got {len(self.requests)}")
 
     def reset(self) -> None:
         """Clear records, connection counter and faults (revives a downed server)."""
