@@ -15,7 +15,7 @@ import subprocess
 import tempfile
 from contextlib import contextmanager
 
-from tests.conftest import eventually
+from tests.support import eventually
 from tests.tooling import _missing, require_tool
 
 PASSWORD = "pg-s3cret-pw"

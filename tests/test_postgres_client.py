@@ -9,7 +9,7 @@ import pytest
 
 from bmad.storage.postgres import Postgres, PostgresConnectionError, PostgresError
 from bmad.storage.scram import ScramClient
-from tests.conftest import eventually
+from tests.support import eventually
 from tests.servers import PASSWORD, postgres_cluster
 
 

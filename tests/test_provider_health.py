@@ -2,7 +2,7 @@
 
 from bmad.gateway.health import ProviderHealth
 from bmad.providers.base import CONNECTION, ProviderError
-from tests.conftest import FakeClock, eventually
+from tests.support import FakeClock, eventually
 from tests.fakes.upstream import FakeUpstream
 from tests.llm_support import entry, gateway_config
 

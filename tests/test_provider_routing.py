@@ -3,7 +3,7 @@ base URLs with or without /v1, GET /v1/models/{id}, and request ids both ways.""
 
 import pytest
 
-from tests.conftest import FakeClock
+from tests.support import FakeClock
 from tests.fakes.upstream import FakeUpstream
 from tests.llm_support import entry, gateway_config, EventLog
 
