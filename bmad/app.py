@@ -304,7 +304,7 @@ def _shared_state(config, logger, metrics):
         raise ConfigError(f"config key 'state.redis_url': {e}") from None
     gauge = metrics.gauge("bmad_state_backend_up", "1 while a shared-state backend answers, 0 while it cannot be "
                           "reached.", ("backend",))
-    return redis, BackendHealth("redis", logger=logger, gauge=gauge)
+    return redis, BackendHealth("redis", logger=logger, gauge=gauge, probe=lambda: redis.execute("PING"))
 
 
 def _completion_copy(result):

@@ -6,8 +6,9 @@ import threading
 class BackendHealth:
     """Tracks one backend (``redis``, ``postgres``); ``failed(error)`` and ``ok()`` are cheap to call per request."""
 
-    def __init__(self, name, *, logger, gauge):
+    def __init__(self, name, *, logger, gauge, probe=None):
         self.name = name
+        self.probe = probe
         self.logger = logger
         self.gauge = gauge
         self.up = True
@@ -34,7 +35,14 @@ class BackendHealth:
             self.logger.error("shared state backend unreachable", backend=self.name, error=self.reason)
 
     def check(self):
-        """The ``/bmad/health`` check: ``degraded`` with the reason while the backend is down."""
+        """The ``/bmad/health`` check (after a probe of the backend): ``degraded`` with the reason while it is down."""
+        if self.probe is not None:
+            try:
+                self.probe()
+            except Exception as e:
+                self.failed(e)
+            else:
+                self.ok()
         if self.up:
             return {"status": "ok", "backend": self.name}
         return {"status": "degraded", "backend": self.name, "reason": self.reason}
