@@ -42,6 +42,7 @@ from .ops.logs import JsonLogger
 from .ops.metrics import Registry
 from .ops.perfstats import PerfStats
 from .state.cache import SharedResponseCache
+from .state.dedup import SharedDedupPlugin
 from .state.health import BackendHealth
 from .state.ratelimit import SharedRateLimiter
 from .state.redis import Redis
@@ -272,7 +273,8 @@ def build_app(config, *, clock=time.time, logger=None, environ=None, events=None
     plugins = {
         "rate_limit": RateLimitPlugin(limiter, on_limited),
         "cache": caching.CachePlugin(response_cache, llm.route_key, events),
-        "dedup": DedupPlugin(dedup),
+        "dedup": DedupPlugin(dedup) if redis is None else SharedDedupPlugin(
+            DedupPlugin(dedup), redis, health=state_health, timeout=float(llm.max_timeout())),
         "tool_runs": ToolRunPlugin(metrics, events),
     }
     completions = Completions(llm, catalog, config.get("tools", {}),

@@ -97,3 +97,23 @@ def test_print_config_masks_the_redis_password(make_config):
     from bmad.config import redacted
     config = make_config({"state": {"redis_url": "redis://:hunter2@127.0.0.1:6379/0"}})
     assert redacted(config.at("state"))["redis_url"] == "redis://:***@127.0.0.1:6379/0"
+
+
+def test_identical_concurrent_calls_to_two_gateways_make_one_upstream_call(start_app, client_for, redis):
+    import threading
+    with FakeUpstream("openai", delay_seconds=0.5) as up:
+        services = [start_app(_config(up, redis, on_redis_error="closed")) for _ in range(2)]
+        results = []
+
+        def ask(service):
+            resp = client_for(service, ALICE).post("/v1/chat/completions", CHAT, headers={"Cache-Control": "no-cache"})
+            results.append((resp.status, resp.getheader("X-Dedup"), resp.json["choices"]))
+        threads = [threading.Thread(target=ask, args=(services[i % 2],)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+        calls = sum(r.route == "chat" for r in up.requests)
+    assert calls == 1 and [r[0] for r in results] == [200] * 4
+    assert sorted(r[1] or "" for r in results) == ["", "coalesced", "coalesced", "coalesced"]
+    assert all(r[2] == results[0][2] for r in results)
