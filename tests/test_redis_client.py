@@ -7,6 +7,7 @@ import pytest
 
 from bmad.state.redis import Reader, Redis, RedisConnectionError, RedisError, encode
 from tests.servers import free_port, redis_process
+from tests.support import eventually
 
 
 @pytest.fixture(scope="module")
@@ -63,10 +64,15 @@ def test_the_database_number_and_password_come_from_the_url(redis_server):
     assert "s3cret" not in repr(three)
 
 
-def test_an_idle_connection_the_server_closed_is_replaced(client):
+def test_an_idle_connection_the_server_closed_is_replaced(client, redis_server):
     client.execute("SET", "x", "1")
-    client.execute("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "no")
+    pooled_id = client.execute("CLIENT", "ID")
+    other = Redis.from_url(f"redis://:s3cret-pass@127.0.0.1:{redis_server}/3")
+    assert other.execute("CLIENT", "KILL", "ID", pooled_id) == 1
+    other.close()
+    eventually(lambda: client._idle[-1].stale(), what="the killed connection to be readable")
     assert client.execute("GET", "x") == b"1"
+    assert client.execute("CLIENT", "ID") != pooled_id
 
 
 class _Misbehaving:
