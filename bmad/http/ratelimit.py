@@ -61,6 +61,14 @@ class Decision:
         self.reset_seconds = reset_seconds
         self.retry_after = retry_after
 
+    @classmethod
+    def of(cls, allowed, policy, tokens, cost):
+        """The decision for a bucket left holding ``tokens`` after asking for ``cost``."""
+        missing = policy.burst - tokens
+        reset = math.ceil(missing / policy.rate) if missing > 1e-9 else 0
+        retry_after = 0 if allowed else max(1, math.ceil((cost - tokens) / policy.rate))
+        return cls(allowed, policy, int(tokens), reset, retry_after)
+
     def headers(self):
         """The ``RateLimit-*`` response headers (IETF httpapi-ratelimit-headers draft)."""
         return {"RateLimit-Limit": str(self.policy.per_minute), "RateLimit-Remaining": str(self.remaining),
@@ -159,10 +167,7 @@ class RateLimiter:
             self._since_sweep += 1
             if self._since_sweep >= SWEEP_EVERY:
                 self._sweep(now)
-        missing = policy.burst - tokens
-        reset = math.ceil(missing / policy.rate) if missing > 1e-9 else 0
-        retry_after = 0 if allowed else max(1, math.ceil((cost - tokens) / policy.rate))
-        return Decision(allowed, policy, int(tokens), reset, retry_after)
+        return Decision.of(allowed, policy, tokens, cost)
 
     def retry_after(self, client, klass):
         """Seconds until ``client`` has a token in ``klass`` again (0: it has one now); takes nothing."""

@@ -82,10 +82,7 @@ class SharedRateLimiter:
         tokens = float(tokens)
         allowed = allowed == 1
         self._counts.setdefault(klass, [0, 0])[0 if allowed else 1] += 1
-        missing = policy.burst - tokens
-        reset = math.ceil(missing / policy.rate) if missing > 1e-9 else 0
-        retry_after = 0 if allowed else max(1, math.ceil((cost - tokens) / policy.rate))
-        return Decision(allowed, policy, int(tokens), reset, retry_after)
+        return Decision.of(allowed, policy, tokens, cost)
 
     def retry_after(self, client, klass):
         """Seconds until ``client`` has a token again; asks without taking one (0 when Redis is out)."""
