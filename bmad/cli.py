@@ -14,10 +14,11 @@ from .config import load, redacted
 from .errors import ConfigError
 from .ops.logs import JsonLogger
 from .providers.settings import effective_entries
+from . import supervisor
 from .service import Service
 
 FLAG_KEYS = {"host": "server.host", "port": "server.port", "data_dir": "data_dir", "log_level": "log_level",
-             "catalog_dir": "catalog_dir"}
+             "catalog_dir": "catalog_dir", "workers": "server.workers"}
 
 
 def parse_args(argv):
@@ -27,6 +28,9 @@ def parse_args(argv):
     p.add_argument("--port", type=int, help="port to listen on, 0 for any free port (BMAD_PORT; default 8080)")
     p.add_argument("--data-dir", help="where databases live (BMAD_DATA_DIR; default ./data)")
     p.add_argument("--catalog-dir", help="a directory of extra or overriding tools/workflows (BMAD_CATALOG_DIR)")
+    p.add_argument("--workers", type=int,
+                   help="worker processes sharing the port (BMAD_WORKERS; default 1; more needs state.redis_url "
+                        "or state.per_process)")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="BMAD_LOG_LEVEL; default info")
     p.add_argument("--print-config", action="store_true",
                    help="print the effective config (providers from the environment included), secrets masked, and exit")
@@ -59,11 +63,35 @@ def main(argv=None):
             shown = dict(config, providers=effective_entries(config["providers"], os.environ))
             print(json.dumps(redacted(shown), indent=2))
             return 0
-        prepare_data_dir(config["data_dir"])
-        app = build_app(config)
+        supervisor.check(config)
     except ConfigError as e:
         fail.error(f"configuration error: {e}")
         return 2
+    if config.at("server.workers") == 1:
+        return serve(config)
+    try:
+        return supervisor.Supervisor(config, serve, JsonLogger(config["log_level"], fields={"worker": 0})).run()
+    except OSError as e:
+        fail.error(f"cannot listen on {config.at('server.host')}:{config.at('server.port')}: {e.strerror or e}")
+        return 2
+
+
+def serve(config, worker=None):
+    """One process's life: build the app and serve until a signal; the exit code."""
+    fields = {"worker": worker} if worker else None
+    try:
+        prepare_data_dir(config["data_dir"])
+        app = build_app(config, logger=JsonLogger(config["log_level"], fields=fields))
+    except ConfigError as e:
+        JsonLogger("error", fields=fields).error(f"configuration error: {e}")
+        return 2
+    return run(app)
+
+
+def run(app):
+    """Serve ``app`` until SIGTERM or SIGINT, then drain; the exit code."""
+    config = app.config
+    fail = JsonLogger("error")
     service = Service(app)
     try:
         service.start()

@@ -38,6 +38,7 @@ def _parse_api_keys(text):
 ENVIRONMENT = {
     "BMAD_HOST": ("server.host", str),
     "BMAD_PORT": ("server.port", int),
+    "BMAD_WORKERS": ("server.workers", int),
     "BMAD_DATA_DIR": ("data_dir", str),
     "BMAD_CATALOG_DIR": ("catalog_dir", str),
     "BMAD_LOG_LEVEL": ("log_level", str),
@@ -187,7 +188,7 @@ def validate(config):
         raise ConfigError(f"config key 'server.port' must be between 0 and 65535, got {port}")
     if config["log_level"] not in LOG_LEVELS:
         raise ConfigError(f"config key 'log_level' must be one of {', '.join(LOG_LEVELS)}, got {config['log_level']!r}")
-    for key in ("max_body_bytes", "max_header_bytes", "max_json_depth", "max_connections"):
+    for key in ("max_body_bytes", "max_header_bytes", "max_json_depth", "max_connections", "workers"):
         if config["server"][key] < 1:
             raise ConfigError(f"config key 'server.{key}' must be at least 1")
     for key in ("header_timeout_seconds", "keepalive_seconds", "drain_seconds"):

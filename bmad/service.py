@@ -32,7 +32,7 @@ class Service:
     def start(self):
         """Bind and start serving in a background thread; raises OSError when the port is taken."""
         cfg = self.app.config["server"]
-        self.server = Server(self.app, cfg["host"], cfg["port"])
+        self.server = Server(self.app, cfg["host"], cfg["port"], reuse_port=cfg["workers"] > 1)
         self.app.metrics.add_collector(lambda: self.app.http_in_flight.set(self.server.in_flight))
         self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
                                         name="bmad-accept", daemon=True)

@@ -71,8 +71,9 @@ class Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 512
 
-    def __init__(self, app, host, port):
+    def __init__(self, app, host, port, reuse_port=False):
         self.app = app
+        self.reuse_port = reuse_port  # workers share one port; the kernel spreads connections over them
         limits = app.config["server"]
         self.max_connections = limits["max_connections"]
         self.header_timeout = limits["header_timeout_seconds"]
@@ -94,6 +95,11 @@ class Server(ThreadingHTTPServer):
             self.address_family = socket.AF_INET6
         super().__init__((host, port), ConnectionHandler)
         self.watchdog.start()
+
+    def server_bind(self):
+        if self.reuse_port:
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        super().server_bind()
 
     @property
     def port(self):

@@ -16,8 +16,9 @@ class JsonLogger:
     never interleave and no lock is held while writing.
     """
 
-    def __init__(self, level="info", fd=2, clock=time.time):
+    def __init__(self, level="info", fd=2, clock=time.time, fields=None):
         self.threshold = LEVELS[level]
+        self.fields = dict(fields or {})  # on every line, e.g. the worker number
         self.fd = fd
         self.clock = clock
         self._second = (None, "")  # the last whole second formatted, and its text
@@ -31,6 +32,8 @@ class JsonLogger:
         if LEVELS[level] < self.threshold:
             return
         record = {"ts": self._timestamp(self.clock()), "level": level, "msg": msg}
+        if self.fields:
+            record.update(self.fields)
         record.update(fields)
         self.write((_encode(record) + "\n").encode("utf-8", "replace"))
 
