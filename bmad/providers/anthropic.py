@@ -216,7 +216,8 @@ class AnthropicProvider(Provider):
 
     def complete(self, chat, model):
         """One non-streamed message, answered in the OpenAI shape."""
-        data = self._post_json(self.spec.base_path + "/v1/messages", to_anthropic(chat, model), self.headers())
+        data = self._post_json(self.spec.base_path + "/v1/messages", to_anthropic(chat, model), self.headers(),
+                               chat.cancel)
         return from_anthropic(data, int(self.clock()))
 
     def stream(self, chat, model):
@@ -225,7 +226,7 @@ class AnthropicProvider(Provider):
                              ensure_ascii=False).encode("utf-8")
         headers = self.headers()
         headers["Accept"] = "text/event-stream"
-        response = self._send("POST", self.spec.base_path + "/v1/messages", payload, headers)
+        response = self._send("POST", self.spec.base_path + "/v1/messages", payload, headers, chat.cancel)
         if response.status >= 300:
             raise self._failure(response)
         if "text/event-stream" not in (response.header("Content-Type") or ""):

@@ -78,7 +78,7 @@ class OpenAIProvider(Provider):
 
     def complete(self, chat, model):
         """One non-streamed chat completion."""
-        data = self._post_json(self.chat_path(model), self.body(chat, model, False), self.headers())
+        data = self._post_json(self.chat_path(model), self.body(chat, model, False), self.headers(), chat.cancel)
         choices = data.get("choices")
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
             raise ProviderError(INVALID, "the upstream answer has no choices")
@@ -90,7 +90,7 @@ class OpenAIProvider(Provider):
         payload = json.dumps(self.body(chat, model, True), separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         headers = self.headers()
         headers["Accept"] = "text/event-stream"
-        response = self._send("POST", self.chat_path(model), payload, headers)
+        response = self._send("POST", self.chat_path(model), payload, headers, chat.cancel)
         if response.status >= 300:
             raise self._failure(response)
         if "text/event-stream" not in (response.header("Content-Type") or ""):

@@ -1,7 +1,9 @@
 """How the engine makes one step's LLM call: a small interface over the completions service.
 
-``execute(model, messages, user, request_id, tool)`` returns a ``StepResult`` or
-raises ``StepError``. ``AppExecutor`` sends every call through
+``execute(model, messages, user, request_id, tool, cancel=None)`` returns a
+``StepResult`` or raises ``StepError``; ``cancel`` is the run's ``CancelToken``,
+which aborts the upstream call when the run is cancelled (``StepError`` with
+``error_type`` ``cancelled``). ``AppExecutor`` sends every call through
 ``app.completions`` (the provider router: failover, breakers, pricing, and
 the built-in offline provider when no other is configured). Tests swap in
 their own executor to hold a step at a chosen moment.
@@ -10,6 +12,7 @@ their own executor to hold a step at a chosen moment.
 from ..http.auth import Principal
 from ..errors import HTTPError
 from ..providers.base import ChatRequest
+from ..providers.cancel import Cancelled
 
 
 class StepResult:
@@ -39,6 +42,7 @@ class StepError(Exception):
         self.retryable = retryable
 
 
+CANCELLED = "cancelled"
 TOOL_FIELDS = ("id", "name", "role", "description", "produces")
 
 
@@ -59,11 +63,15 @@ class AppExecutor:
     def __init__(self, app):
         self.app = app
 
-    def execute(self, model, messages, user, request_id, tool=None):
+    def execute(self, model, messages, user, request_id, tool=None, cancel=None):
         """One routed completion; StepError on failure."""
-        chat = ChatRequest(model, messages, tool={k: tool.get(k) for k in TOOL_FIELDS} if tool else None)
+        chat = ChatRequest(model, messages, tool={k: tool.get(k) for k in TOOL_FIELDS} if tool else None,
+                           cancel=cancel)
         try:
             done = self.app.completions.complete(chat, Principal(user), request_id=request_id)
+        except Cancelled:
+            raise StepError("the run was cancelled while the step was calling the model", CANCELLED,
+                            retryable=False) from None
         except HTTPError as e:
             # An upstream 4xx (unknown model, a refused prompt) fails the same way on every attempt.
             retryable = e.status >= 500 or e.status == 429
