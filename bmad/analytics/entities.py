@@ -162,3 +162,21 @@ def provider_report(conn, now, days, provider):
         "cost_usd": round(ok[4], 6), "failovers": failover[0], "circuit_openings": openings,
         "daily_trend": daily,
     }
+
+
+def own_usage(conn, since, user_id):
+    """What ``user_id`` did since ``since``: requests, errors, mean latency, and per provider the
+    attempts, failures, tokens and cost (what a non-admin may see of the shared figures)."""
+    requests, errors, latency = conn.execute(
+        "SELECT COUNT(*), COALESCE(SUM(error), 0), AVG(latency_ms) FROM events "
+        "WHERE user_id = ? AND type = 'api_request' AND ts >= ?", (user_id, since)).fetchone()
+    providers = {}
+    for provider, count, failed, prompt, completion, cost in conn.execute(
+            "SELECT provider, COUNT(*), SUM(error), SUM(COALESCE(prompt_tokens, 0)), "
+            "SUM(COALESCE(completion_tokens, 0)), SUM(COALESCE(cost_usd, 0)) FROM events "
+            "WHERE user_id = ? AND type = 'provider_request' AND ts >= ? AND provider IS NOT NULL "
+            "GROUP BY provider ORDER BY provider LIMIT ?", (user_id, since, MAX_ROWS)):
+        providers[provider] = {"requests": count, "failures": failed, "prompt_tokens": prompt,
+                               "completion_tokens": completion, "cost_usd": round(cost, 8)}
+    return {"requests": requests, "errors": errors, "avg_latency_ms": round(latency or 0.0, 3),
+            "providers": providers}

@@ -1,8 +1,20 @@
-"""The performance endpoint."""
+"""The performance endpoint: everything for an admin; circuits and the caller's own figures for a user."""
 
 from ..gateway.performance import snapshot
+from .providers import own_usage
 
 
 def show(req):
-    """GET /bmad/performance: request stats over the last 5 minutes, cache, limits, de-duplication, pool, breakers."""
-    return {"status": "success", "stats": snapshot(req.app)}
+    """GET /bmad/performance: request stats over the last 5 minutes, cache, limits, de-duplication, pool, breakers.
+
+    The service-wide and per-route figures need an admin key; a user gets the
+    circuit states and their own requests over the same window."""
+    app = req.app
+    if req.principal.is_admin:
+        return {"status": "success", "scope": "all", "stats": snapshot(app)}
+    window = app.perfstats.window_seconds
+    own = own_usage(req, window)
+    llm = getattr(app, "llm", None)
+    stats = {"window_seconds": window, "circuit_breakers": llm.breaker_states() if llm is not None else {},
+             "your_requests": None if own is None else {k: own[k] for k in ("requests", "errors", "avg_latency_ms")}}
+    return {"status": "success", "scope": "own", "user": req.user, "stats": stats}
