@@ -409,12 +409,14 @@ def test_greenfield_service_from_the_form_runs_to_readable_artifacts(server, ups
     assert {state for _, state in steps} == {"succeeded"}
     assert w.page.locator("#run-view .badge.step-state", has_text="succeeded").count() == 5
     run = _get_json(server, f"/bmad/runs/{run_id}")["run"]
-    w.page.wait_for_function("n => document.querySelectorAll('#run-view details[data-artifact] pre').length === n",
+    w.page.wait_for_function("n => document.querySelectorAll('#run-view details[data-artifact] .markdown').length === n",
                              arg=len(run["artifacts"]), timeout=WAIT_MS)
     for artifact in run["artifacts"]:
         text = _get_text(server, f"/bmad/runs/{run_id}/artifacts/{artifact['name']}")
-        shown = w.page.locator(f"#run-view details[data-artifact='{artifact['name']}'] pre").text_content()
-        assert shown == text and XSS in shown
+        shown = w.page.locator(f"#run-view details[data-artifact='{artifact['name']}'] .markdown")
+        assert shown.locator("h1").first.inner_text() == "Output"  # rendered, not raw Markdown
+        assert XSS in shown.text_content() and "# Output" not in shown.text_content()
+        assert text.startswith("# Output")
     assert w.page.locator("#run-view img, #run-view script").count() == 0
     _screenshot(w.page, "workflows-run-1280.png")
     # The run list shows it, and the state filter narrows to it.
@@ -449,7 +451,7 @@ def test_approve_and_cancel_buttons_drive_a_gated_run(server, open_page):
         assert w.page.locator("#run-approve").is_disabled()
         finished.append(w.page.get_attribute(run, "data-run"))
     # Choosing an earlier run in the list shows that run.
-    w.page.click(f"#run-list tr[data-run='{finished[0]}'] button")
+    w.page.click(f"#run-list tr[data-run='{finished[0]}'] a")
     w.page.wait_for_selector(f"#run-view section[data-run='{finished[0]}'][data-state=succeeded]", timeout=WAIT_MS)
     w.assert_clean()
 

@@ -55,6 +55,8 @@ def install(app):
 
 def _observer(perfstats):
     def observe(req, status, duration_ms):
+        if req.route is not None and not req.route.record:
+            return  # health, metrics and the UI's own files: the same requests analytics leaves out
         perfstats.record(req.route.template if req.route else "other", duration_ms, status)
     return observe
 
@@ -114,4 +116,5 @@ def snapshot(app):
     stats["dedup"] = {"coalesced": dedup["coalesced"], "in_flight": dedup["in_flight"]}
     stats["connection_pool"] = _router_view(app, ("pool_stats",))
     stats["circuit_breakers"] = _router_view(app, ("breaker_states",))
+    stats["history"] = app.perfstats.history()
     return stats

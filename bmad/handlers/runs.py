@@ -1,12 +1,14 @@
-"""Workflow run endpoints: start, read (with long-poll), artifacts, list, cancel, approve.
+"""Workflow run endpoints: start, read (with long-poll), artifacts (one, or all as a zip), list, cancel, approve.
 
 Callers see their own runs; admins (and everyone in open mode) see all. A
 run someone else owns answers 404, as if it did not exist, so ids cannot be
 probed.
 """
 
+import io
 import re
 import time
+import zipfile
 
 from ..errors import BadRequest, Forbidden, NotFound
 from ..http.request import Response, json_response
@@ -19,6 +21,8 @@ MAX_MODEL_CHARS = 128
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
 MARKDOWN = "text/markdown; charset=utf-8"
+ZIP = "application/zip"
+UNSAFE_FILE_CHARS = re.compile(r"[^A-Za-z0-9._-]")
 # ASCII digits only: str.isdigit() and float() also take other scripts' digits and
 # superscripts ('²'), which int() then refuses.
 LIMIT = re.compile(r"[0-9]{1,3}\Z")
@@ -119,6 +123,22 @@ def get_artifact(req):
     if text is None:
         raise NotFound(f"run '{run_id}' has no artifact '{name}'", type="artifact_not_found")
     return Response(200, text.encode("utf-8"), content_type=MARKDOWN)
+
+
+def artifacts_zip(req):
+    """GET /bmad/runs/{run_id}/artifacts.zip: every artifact of the run, one Markdown file each."""
+    run_id = req.params["run_id"]
+    _visible_run(req, run_id)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, text, created_at in req.app.workflows.store.artifacts(run_id):
+            # Names come from the catalog, but a file name in a zip is a path on someone's disk.
+            member = zipfile.ZipInfo(f"{run_id}/{UNSAFE_FILE_CHARS.sub('_', name).lstrip('.') or 'artifact'}.md",
+                                     time.gmtime(max(created_at, 315532800))[:6])  # zip dates start in 1980
+            member.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(member, text.encode("utf-8"))
+    return Response(200, buf.getvalue(), {"Content-Disposition": f'attachment; filename="{run_id}-artifacts.zip"'},
+                    content_type=ZIP)
 
 
 def _limit(req):

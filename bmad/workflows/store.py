@@ -6,7 +6,7 @@ not at all. Reads return plain dicts shaped like the API's ``run`` object.
 
 Methods for the caller: ``RunStore.open(path, logger)``, ``create``,
 ``mark``, ``wait_for_approval``, ``step_started``, ``finish_step``, ``skip_pending``,
-``reset_running_steps``, ``approve``, ``cancel_idle``, ``get``, ``load``, ``artifact``, ``list``, ``unfinished``, ``close``.
+``reset_running_steps``, ``approve``, ``cancel_idle``, ``get``, ``load``, ``artifact``, ``artifacts``, ``list``, ``unfinished``, ``close``.
 """
 
 import json
@@ -237,6 +237,14 @@ class RunStore:
             row = conn.execute("SELECT content FROM artifacts WHERE run_id = ? AND name = ?",
                                (run_id, name)).fetchone()
             return row["content"] if row else None
+        return self.db.read(query)
+
+    def artifacts(self, run_id):
+        """Every artifact of a run as ``(name, text, created_at)``, in the order they were produced."""
+        def query(conn):
+            return [(r["name"], r["content"], r["created_at"]) for r in conn.execute(
+                "SELECT name, content, created_at FROM artifacts WHERE run_id = ? ORDER BY created_at, name",
+                (run_id,))]
         return self.db.read(query)
 
     def owner(self, run_id):
