@@ -220,3 +220,13 @@ def test_conflict_messages_say_what_became_of_the_run(start_app, client_for, tmp
     client.post(f"/bmad/runs/{gated}/cancel")
     resp = client.post(f"/bmad/runs/{gated}/approve")
     assert resp.json["error"]["message"] == f"run '{gated}' is not waiting for approval: it was cancelled"
+
+
+def test_a_long_poll_answers_once_the_run_waits_for_an_approval(start_app, client_for, tmp_path):
+    service = _gated_service(start_app, tmp_path)
+    client = client_for(service)
+    run_id = start_run(client, approvals=True)
+    began = time.monotonic()
+    run = client.get(f"/bmad/runs/{run_id}?wait=30").json["run"]
+    assert run["state"] == "waiting_approval"  # it will not change by itself: answer, do not hold the caller
+    assert time.monotonic() - began < 10

@@ -99,8 +99,13 @@ def _wait_seconds(req):
     return seconds
 
 
+# A long-poll answers once the run needs nobody (final) or needs someone (an approval): neither changes by itself.
+SETTLED_STATES = FINAL_STATES | {"waiting_approval"}
+
+
 def get_run(req):
-    """GET /bmad/runs/{run_id}[?wait=S]: the run; with ``wait``, once it is final or S seconds passed."""
+    """GET /bmad/runs/{run_id}[?wait=S]: the run; with ``wait``, once it is final or waiting for an approval,
+    or S seconds passed."""
     run_id = req.params["run_id"]
     _visible_run(req, run_id)
     engine = req.app.workflows
@@ -110,7 +115,7 @@ def get_run(req):
         version = engine.version
         run = engine.describe(run_id)
         left = deadline - time.monotonic()
-        if run["state"] in FINAL_STATES or left <= 0 or engine.stopping:
+        if run["state"] in SETTLED_STATES or left <= 0 or engine.stopping:
             return {"status": "success", "run": run}
         engine.wait_for_change(version, left)
 
@@ -170,7 +175,8 @@ def list_runs(req):
 
 
 def cancel_run(req):
-    """POST /bmad/runs/{run_id}/cancel: cancelled at once when queued, after the current step(s) when running."""
+    """POST /bmad/runs/{run_id}/cancel: cancelled at once when queued or waiting; a running one's model calls are
+    aborted (202)."""
     run_id = req.params["run_id"]
     _visible_run(req, run_id)
     state = req.app.workflows.cancel(run_id)
