@@ -647,3 +647,26 @@ def test_the_console_sends_no_cache_directive_unless_asked_for_a_fresh_answer(op
             w.assert_clean()
         finally:
             service.stop(drain_seconds=2)
+
+
+def test_analytics_shows_cancelled_runs_apart_from_failures(open_page, tmp_path):
+    import time
+    service = _serve(tmp_path, {})
+    try:
+        assert _finished_run(service, _start_run(service))["state"] == "succeeded"
+        gated = _start_run(service, approvals=True)
+        assert _get_json(service, f"/bmad/runs/{gated}?wait=20")["run"]["state"] == "waiting_approval"
+        assert _post_json(service, f"/bmad/runs/{gated}/cancel", {}) == 200
+        deadline = time.monotonic() + 10
+        while _get_json(service, "/bmad/analytics")["analytics"]["workflows"]["cancelled"] != 1:
+            assert time.monotonic() < deadline, "the cancel never reached analytics"
+            time.sleep(0.1)
+        w = open_page()
+        w.page.goto(service.url + "/bmad/ui#analytics")
+        row = w.page.locator("#analytics-body tr", has_text="greenfield-service")
+        row.wait_for(timeout=WAIT_MS)
+        cell = lambda label: row.locator(f"td[data-label='{label}']").inner_text()  # noqa: E731
+        assert (cell("Succeeded"), cell("Failed"), cell("Cancelled"), cell("Success rate")) == ("1", "0", "1", "100%")
+        w.assert_clean()
+    finally:
+        service.stop(drain_seconds=2)

@@ -232,7 +232,8 @@ export function createWorkflows(ctx) {
       h("p", null, badge(run.state, "run-state"), ` ${run.workflow}${run.title ? ` · ${run.title}` : ""} · by ${run.user || "?"}`),
       h("div", {class: "progress-row"}, progress, h("span", null, `${done} of ${steps.length} steps`)),
       h("p", {class: "muted"}, `Created ${fmtTime(run.created_at)} · started ${fmtTime(run.started_at)} · finished ${fmtTime(run.finished_at)} · `,
-        `${fmtCount((totals.prompt_tokens || 0) + (totals.completion_tokens || 0))} tokens · ${fmtUsd(totals.cost_usd)} · ${fmtMs(totals.duration_ms)}`),
+        `${fmtCount((totals.prompt_tokens || 0) + (totals.completion_tokens || 0))} tokens · ${fmtUsd(totals.cost_usd)} · ${fmtMs(totals.duration_ms)} working`,
+        totals.approval_wait_ms ? ` · ${fmtMs(totals.approval_wait_ms)} waiting for approval` : ""),
       h("div", {class: "buttons"}, approve, cancel),
       table([
         {label: "Step", cell: (s) => h("span", null, h("strong", null, s.id), h("span", {class: "sub"}, s.tool))},

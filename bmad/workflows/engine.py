@@ -33,6 +33,7 @@ from collections import deque
 
 from ..errors import HTTPError, ServiceUnavailable
 from ..providers.cancel import CancelToken
+from .outcomes import END_EVENTS, durations, state_phrase
 from .plan import ready_steps
 from .steps import StepRunner
 from .store import FINAL_STATES
@@ -225,7 +226,7 @@ class Engine:
         if run is None:
             return None
         steps = run["steps"]
-        duration, waited = _durations(run, self.clock())
+        duration, waited = durations(run, self.clock())
         run["totals"] = {
             "prompt_tokens": sum(s["prompt_tokens"] or 0 for s in steps),
             "completion_tokens": sum(s["completion_tokens"] or 0 for s in steps),
@@ -393,7 +394,7 @@ class Engine:
     def _count(self, run, status, error_type):
         """The run's metric and its ``workflow_completed`` / ``_failed`` / ``_cancelled`` event."""
         steps = run["steps"]
-        duration, waited = _durations(run, run["finished_at"])
+        duration, waited = durations(run, run["finished_at"])
         self.metrics["runs"].inc(workflow=run["workflow"], status=status)
         self.on_event(END_EVENTS[status], workflow=run["workflow"], run_id=run["run_id"], user_id=run["user"],
                       status=status, duration_ms=round(duration * 1000, 3),
@@ -402,25 +403,3 @@ class Engine:
                       completion_tokens=sum(s["completion_tokens"] or 0 for s in steps),
                       cost_usd=sum(s["cost_usd"] or 0.0 for s in steps))
 
-
-END_EVENTS = {"succeeded": "workflow_completed", "failed": "workflow_failed", "cancelled": "workflow_cancelled"}
-STATE_PHRASES = {"succeeded": "has succeeded", "failed": "has failed", "cancelled": "was cancelled",
-                 "queued": "is queued", "running": "is running", "waiting_approval": "is waiting for approval",
-                 None: "does not exist"}
-
-
-def state_phrase(state):
-    """How a message says what became of a run: 'has succeeded', 'was cancelled', 'is running'."""
-    return STATE_PHRASES.get(state, f"is {state}")
-
-
-def _durations(run, now):
-    """``(working seconds, seconds at approval gates)`` of a run, up to ``now`` while it is not final."""
-    started = run["started_at"]
-    waited = run["approval_wait"] or 0.0
-    if run["waiting_since"] is not None:
-        waited += max(0.0, now - run["waiting_since"])
-    if started is None:
-        return 0.0, waited
-    end = run["finished_at"] if run["finished_at"] is not None else now
-    return max(0.0, end - started - waited), waited
