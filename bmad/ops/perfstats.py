@@ -109,6 +109,7 @@ class PerfStats:
         self.started = clock()
         self.total_requests = 0
         self._ring = [(-1, {}) for _ in range(self.slots)]
+        self._totals = [(-1, None) for _ in range(self.slots)]  # each slot's routes merged, for history()
         self._routes = set()
         self._lock = threading.Lock()
 
@@ -127,10 +128,12 @@ class PerfStats:
             if slot_epoch != epoch:
                 series = {}
                 self._ring[position] = (epoch, series)
+                self._totals[position] = (epoch, _Series())
             entry = series.get(route)
             if entry is None:
                 entry = series[route] = _Series()
             entry.add(duration_ms, error)
+            self._totals[position][1].add(duration_ms, error)
 
     def _window(self):
         """Merged per-route series of the live slots (copied under the lock, merged outside it)."""
@@ -178,14 +181,11 @@ class PerfStats:
         current = int(now // self.slot_seconds)
         first = max(current - self.slots + 1, int(self.started // self.slot_seconds))
         first -= first % self.point_slots
-        with self._lock:
-            live = [(epoch, [_copy(s) for s in series.values()]) for epoch, series in self._ring
-                    if first <= epoch <= current]
+        with self._lock:  # one series per slot to copy, whatever the number of routes
+            live = [(epoch, _copy(total)) for epoch, total in self._totals if first <= epoch <= current]
         points = {}
-        for epoch, series in live:
-            merged = points.setdefault(epoch // self.point_slots, _Series())
-            for s in series:
-                merged.merge(s)
+        for epoch, total in live:
+            points.setdefault(epoch // self.point_slots, _Series()).merge(total)
         out = []
         for point in range(first // self.point_slots, current // self.point_slots + 1):
             s = points.get(point) or _Series()
