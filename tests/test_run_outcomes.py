@@ -31,16 +31,16 @@ class HoldingUpstream:
         self.closed = threading.Event()
         self.chats = 0
         self.stopping = threading.Event()
+        self.listener.settimeout(0.1)
         self.threads = [threading.Thread(target=self._accept, daemon=True)]
         self.threads[0].start()
 
     def _accept(self):
-        self.listener.settimeout(0.1)
         while not self.stopping.is_set():
             try:
                 conn, _ = self.listener.accept()
             except OSError:
-                continue
+                continue  # a timeout, or the listener closed by stop()
             thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
             self.threads.append(thread)
             thread.start()
@@ -87,8 +87,9 @@ class HoldingUpstream:
 
     def stop(self):
         self.stopping.set()
+        self.threads[0].join(2)  # the accept loop ends within its 0.1 s timeout
         self.listener.close()
-        for thread in self.threads:
+        for thread in self.threads[1:]:
             thread.join(2)
 
 
