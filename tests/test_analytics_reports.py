@@ -92,7 +92,8 @@ def test_overview_numbers(fixture_service):
 
     assert a["workflows"] == {"started": 2, "completed": 1, "failed": 1, "cancelled": 0, "success_rate": 0.5,
                               "by_workflow": [
-        {"workflow": "greenfield-service", "started": 2, "completed": 1, "failed": 1, "cancelled": 0, "success_rate": 0.5,
+        {"workflow": "greenfield-service", "started": 2, "completed": 1, "failed": 1, "cancelled": 0,
+         "success_rate": 0.5,
          "avg_duration_ms": 2000.0}]}
 
     providers = a["providers"]

@@ -20,7 +20,8 @@ def test_console_files_health_and_metrics_are_not_request_figures(start_app, cli
 
 
 def test_a_runs_artifacts_come_as_one_zip_for_its_owner_only(start_app, client_for):
-    keys = {"auth": {"api_keys": [{"key": "sk-alice-000000", "user": "alice"}, {"key": "sk-bob-0000000", "user": "bob"}]},
+    keys = {"auth": {"api_keys": [{"key": "sk-alice-000000", "user": "alice"},
+                                  {"key": "sk-bob-0000000", "user": "bob"}]},
             "rate_limits": {"enabled": False}}
     service = start_app(keys)
     alice = client_for(service, {"Authorization": "Bearer sk-alice-000000"})

@@ -12,8 +12,8 @@ import json
 
 EVENT_TYPES = frozenset({
     "api_request", "tool_execution", "workflow_started", "workflow_step_completed", "workflow_completed",
-    "workflow_failed", "workflow_cancelled", "provider_request", "provider_failure", "provider_failover", "cache_hit", "rate_limited",
-    "circuit_state_changed", "session_started", "auth_failed",
+    "workflow_failed", "workflow_cancelled", "provider_request", "provider_failure", "provider_failover", "cache_hit",
+    "rate_limited", "circuit_state_changed", "session_started", "auth_failed",
 })
 
 # Column name -> kind. The order is the order of the ``events`` table after (ts, type).

@@ -6,7 +6,8 @@ not at all. Reads return plain dicts shaped like the API's ``run`` object.
 
 Methods for the caller: ``RunStore.open(path, logger)``, ``create``,
 ``mark``, ``wait_for_approval``, ``step_started``, ``finish_step``, ``skip_pending``,
-``reset_running_steps``, ``approve``, ``cancel_idle``, ``get``, ``load``, ``artifact``, ``artifacts``, ``list``, ``unfinished``, ``close``.
+``reset_running_steps``, ``approve``, ``cancel_idle``, ``get``, ``load``, ``artifact``, ``artifacts``,
+``list``, ``unfinished``, ``close``.
 """
 
 import json
