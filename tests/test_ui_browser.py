@@ -670,3 +670,20 @@ def test_analytics_shows_cancelled_runs_apart_from_failures(open_page, tmp_path)
         w.assert_clean()
     finally:
         service.stop(drain_seconds=2)
+
+
+def test_a_user_key_sees_provider_health_and_its_own_usage(open_page, tmp_path):
+    service = _serve(tmp_path, {"auth": {"api_keys": [{"key": RIGHT_KEY, "user": "alice"}]}})
+    try:
+        w = open_page()
+        w.context.add_init_script(f"sessionStorage.setItem('bmad.apiKey', {json.dumps(RIGHT_KEY)})")
+        w.page.goto(service.url + "/bmad/ui#providers")
+        row = w.page.locator("#providers-body tr[data-provider=offline]")
+        row.wait_for(timeout=WAIT_MS)
+        assert row.get_attribute("data-circuit") == "closed"
+        assert w.page.locator("#providers-body .notice", has_text="Your usage only").count() == 1
+        headers = w.page.locator("#providers-body th").all_inner_texts()
+        assert "Your requests" in headers and "Success" not in headers and "Cost" not in headers
+        assert w.page_errors == [] and w.dialogs == []
+    finally:
+        service.stop(drain_seconds=2)
