@@ -166,7 +166,7 @@ def test_cancelled_runs_are_their_own_outcome_not_failures(start_app, client_for
     assert (overview["completed"], overview["failed"], overview["cancelled"]) == (1, 0, 2)
     assert overview["success_rate"] == 1.0 and overview["by_workflow"][0]["cancelled"] == 2
     rows = db_rows(service, "SELECT error, error_type, outcome FROM events WHERE type = 'workflow_cancelled'")
-    assert rows == [(0, "cancelled", "cancelled")] * 2  # recorded, but not as errors
+    assert rows == [(0, None, "cancelled")] * 2  # recorded, but not as errors
 
 
 def test_time_at_an_approval_gate_is_not_run_time(start_app, client_for, tmp_path):

@@ -135,10 +135,17 @@ def artifacts_zip(req):
     run_id = req.params["run_id"]
     _visible_run(req, run_id)
     buf = io.BytesIO()
+    used = set()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as archive:
         for name, text, created_at in req.app.workflows.store.artifacts(run_id):
             # Names come from the catalog, but a file name in a zip is a path on someone's disk.
-            member = zipfile.ZipInfo(f"{run_id}/{UNSAFE_FILE_CHARS.sub('_', name).lstrip('.') or 'artifact'}.md",
+            stem = base = UNSAFE_FILE_CHARS.sub("_", name).lstrip(".") or "artifact"
+            for n in range(2, 10_000):
+                if stem not in used:
+                    break
+                stem = f"{base}-{n}"
+            used.add(stem)
+            member = zipfile.ZipInfo(f"{run_id}/{stem}.md",
                                      time.gmtime(max(created_at, 315532800))[:6])  # zip dates start in 1980
             member.compress_type = zipfile.ZIP_DEFLATED
             archive.writestr(member, text.encode("utf-8"))

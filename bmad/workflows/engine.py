@@ -398,7 +398,8 @@ class Engine:
         self.metrics["runs"].inc(workflow=run["workflow"], status=status)
         self.on_event(END_EVENTS[status], workflow=run["workflow"], run_id=run["run_id"], user_id=run["user"],
                       status=status, duration_ms=round(duration * 1000, 3),
-                      approval_wait_ms=round(waited * 1000, 3), error_type=error_type,
+                      approval_wait_ms=round(waited * 1000, 3),
+                      error_type=error_type if status == "failed" else None,  # a cancel is no error
                       prompt_tokens=sum(s["prompt_tokens"] or 0 for s in steps),
                       completion_tokens=sum(s["completion_tokens"] or 0 for s in steps),
                       cost_usd=sum(s["cost_usd"] or 0.0 for s in steps))
