@@ -613,6 +613,11 @@ def test_artifacts_render_as_safe_markdown_with_downloads(open_page, tmp_path):
             with zipfile.ZipFile(every.value.path()) as archive:
                 assert archive.namelist() == [f"{run['run_id']}/{a['name']}.md" for a in run["artifacts"]]
                 assert {archive.read(n).decode() for n in archive.namelist()} == {MARKDOWN}
+            # Unmatched markers by the ten thousand render in linear time (the artifact limit is 200,000 characters).
+            for text in ("_x " * 60000, "* a " * 50000, "[a](" * 40000):
+                ms = w.page.evaluate("""async (t) => { const m = await import('/bmad/ui/markdown.js');
+                    const s = performance.now(); m.renderMarkdown(t); return performance.now() - s; }""", text)
+                assert ms < 2000, (text[:8], ms)
             _screenshot(w.page, "workflows-markdown-1280.png")
             w.assert_clean()
         finally:

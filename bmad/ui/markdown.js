@@ -9,14 +9,18 @@ import {h} from "./dom.js";
 const SAFE_URL = /^(https?:\/\/|mailto:)/i;
 const MAX_DEPTH = 8;  // nesting of lists and quotes; deeper text is shown flat
 
-// [pattern, make(match, depth) -> Node], tried in order at each position.
+// [pattern, make(match, depth) -> Node], tried in order at each position. No pattern looks past
+// the next delimiter of its kind (nor far), so a long text full of unmatched markers ("_x _x _x")
+// renders in linear time, not quadratic.
 const INLINE = [
-  [/^`([^`]+)`/, (m) => h("code", null, m[1])],
-  [/^!?\[([^\]]*)\]\(([^)\s]+)(?:\s+"[^"]*")?\)/, (m, d) => link(m[1], m[2], d, m[0].startsWith("!"))],
-  [/^<((?:https?:\/\/|mailto:)[^>\s]+)>/, (m) => link(m[1], m[1], MAX_DEPTH)],
-  [/^(\*\*|__)(?=\S)([\s\S]*?\S)\1/, (m, d) => h("strong", null, inline(m[2], d + 1))],
-  [/^(\*|_)(?=\S)([\s\S]*?\S)\1(?![*_])/, (m, d) => h("em", null, inline(m[2], d + 1))],
-  [/^~~(?=\S)([\s\S]*?\S)~~/, (m, d) => h("del", null, inline(m[1], d + 1))],
+  [/^`([^`\n]{1,1000})`/, (m) => h("code", null, m[1])],
+  [/^!?\[([^\]\n]{0,500})\]\(([^()\s]{1,1000})(?:\s+"[^"\n]{0,300}")?\)/, (m, d) => link(m[1], m[2], d, m[0].startsWith("!"))],
+  [/^<((?:https?:\/\/|mailto:)[^<>\s]{1,1000})>/, (m) => link(m[1], m[1], MAX_DEPTH)],
+  [/^\*\*(?=\S)((?:[^*]|\*(?!\*)){0,1000}?\S)\*\*/, (m, d) => h("strong", null, inline(m[1], d + 1))],
+  [/^__(?=\S)((?:[^_]|_(?!_)){0,1000}?\S)__/, (m, d) => h("strong", null, inline(m[1], d + 1))],
+  [/^\*(?=[^*\s])([^*]{0,1000}?[^*\s])\*(?!\*)/, (m, d) => h("em", null, inline(m[1], d + 1))],
+  [/^_(?=[^_\s])([^_]{0,1000}?[^_\s])_(?![A-Za-z0-9_])/, (m, d) => h("em", null, inline(m[1], d + 1))],
+  [/^~~(?=\S)((?:[^~]|~(?!~)){0,1000}?\S)~~/, (m, d) => h("del", null, inline(m[1], d + 1))],
 ];
 
 function link(text, url, depth, image) {
@@ -30,11 +34,12 @@ export function inline(text, depth = 0) {
   if (depth >= MAX_DEPTH) return [text];
   const out = [];
   let plain = "";
+  let last = "";  // the last plain character (reading it from `plain` would flatten the string each time)
   let rest = text;
   while (rest) {
     let matched = null;
     // An underscore inside a word (snake_case) is not emphasis.
-    const inWord = rest[0] === "_" && /[A-Za-z0-9]$/.test(plain);
+    const inWord = rest[0] === "_" && /[A-Za-z0-9]/.test(last);
     if ("`![<*_~".includes(rest[0]) && !inWord) {
       for (const [pattern, make] of INLINE) {
         const m = pattern.exec(rest);
@@ -43,12 +48,14 @@ export function inline(text, depth = 0) {
     }
     if (matched) {
       if (plain) { out.push(plain); plain = ""; }
+      last = "";
       out.push(matched[1]);
       rest = rest.slice(matched[0]);
     } else {
       const next = rest.slice(1).search(/[`![<*_~]/);
       const take = next < 0 ? rest.length : next + 1;
       plain += rest.slice(0, take);
+      last = rest[take - 1];
       rest = rest.slice(take);
     }
   }
