@@ -13,6 +13,7 @@ from .app import build_app
 from .config import load, redacted
 from .errors import ConfigError
 from .ops.logs import JsonLogger
+from .providers.settings import effective_entries
 from .service import Service
 
 FLAG_KEYS = {"host": "server.host", "port": "server.port", "data_dir": "data_dir", "log_level": "log_level",
@@ -27,7 +28,8 @@ def parse_args(argv):
     p.add_argument("--data-dir", help="where databases live (BMAD_DATA_DIR; default ./data)")
     p.add_argument("--catalog-dir", help="a directory of extra or overriding tools/workflows (BMAD_CATALOG_DIR)")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="BMAD_LOG_LEVEL; default info")
-    p.add_argument("--print-config", action="store_true", help="print the effective config, secrets masked, and exit")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the effective config (providers from the environment included), secrets masked, and exit")
     p.add_argument("--version", action="version", version=f"bmad-api {__version__}")
     return p.parse_args(argv)
 
@@ -54,7 +56,8 @@ def main(argv=None):
     try:
         config = load(args.config, overrides=overrides)
         if args.print_config:
-            print(json.dumps(redacted(config), indent=2))
+            shown = dict(config, providers=effective_entries(config["providers"], os.environ))
+            print(json.dumps(redacted(shown), indent=2))
             return 0
         prepare_data_dir(config["data_dir"])
         app = build_app(config)

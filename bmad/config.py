@@ -10,6 +10,7 @@ component that owns it.
 import copy
 import json
 import os
+import re
 from pathlib import Path
 
 from .errors import ConfigError
@@ -17,6 +18,7 @@ from .errors import ConfigError
 DEFAULTS_PATH = Path(__file__).with_name("defaults.json")
 
 SECRET_NAMES = {"key", "api_key", "token", "password", "secret"}
+URL_PASSWORD = re.compile(r"(://[^:/@]*:)[^/]*@")
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -41,6 +43,7 @@ ENVIRONMENT = {
     "BMAD_LOG_LEVEL": ("log_level", str),
     "BMAD_METRICS_TOKEN": ("metrics.token", str),
     "BMAD_API_KEYS": ("auth.api_keys", _parse_api_keys),
+    "BMAD_REDIS_URL": ("state.redis_url", str),
 }
 
 
@@ -201,4 +204,6 @@ def redacted(value, name=""):
     lowered = name.lower()
     if value not in (None, "") and (lowered in SECRET_NAMES or lowered.endswith(("_key", "_token", "_secret"))):
         return "***"
+    if isinstance(value, str) and lowered.endswith("_url"):
+        return URL_PASSWORD.sub(r"\1***@", value)
     return value

@@ -41,7 +41,7 @@ class Service:
         return self
 
     def stop(self, drain_seconds=None):
-        """Drain in-flight requests, run the shutdown hooks, close. Returns True when nothing was cut off."""
+        """Drain in-flight requests, shut the app's parts down, close. Returns True when nothing was cut off."""
         if self._stopped:
             return True
         self._stopped = True
@@ -49,17 +49,12 @@ class Service:
         began = time.monotonic()
         self.app.stop_deadline = began + seconds
         self.app.logger.info("draining", in_flight=self.server.in_flight, drain_seconds=seconds)
-        for hook in self.app.drain_hooks:
-            try:
-                hook()
-            except Exception as e:
-                self.app.logger.error("drain hook failed", error=f"{type(e).__name__}: {e}")
+        try:
+            self.app.drain()
+        except Exception as e:
+            self.app.logger.error("drain failed", error=f"{type(e).__name__}: {e}")
         finished = self.server.drain(seconds)
-        for hook in reversed(self.app.shutdown_hooks):
-            try:
-                hook()
-            except Exception as e:
-                self.app.logger.error("shutdown hook failed", error=f"{type(e).__name__}: {e}")
+        self.app.shutdown()
         self.server.server_close()
         self._thread.join(timeout=2)
         self.app.logger.info("stopped", drained=finished, seconds=round(time.monotonic() - began, 3))

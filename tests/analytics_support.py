@@ -1,7 +1,6 @@
 """Helpers shared by the analytics tests."""
 
 import sqlite3
-import types
 
 DAY = 86400
 # Rate limits and the response cache off: these tests count every request and every upstream call.
@@ -32,6 +31,6 @@ def db_rows(service, sql, params=()):
         conn.close()
 
 
-def with_providers(service, *names):
-    """Make the app report ``names`` as its configured providers (stands in for the router)."""
-    service.app.llm = types.SimpleNamespace(provider_names=lambda: set(names))
+def with_providers(config, *names):
+    """``config`` with offline providers called ``names`` (analytics reports know configured providers only)."""
+    return {**config, "providers": [{"name": name, "type": "offline"} for name in names]}

@@ -1,49 +1,14 @@
-"""Shared fixtures: real servers on 127.0.0.1 port 0, captured logs, a fake clock."""
+"""Shared fixtures: real servers on 127.0.0.1 port 0 and clients for them (helpers live in tests/support.py)."""
 
 import http.client
 import json
-import threading
 
 import pytest
 
 from bmad.app import build_app
 from bmad.config import load
-from bmad.ops.logs import JsonLogger
 from bmad.service import Service
-
-
-class CapturedLogger(JsonLogger):
-    """A JsonLogger that keeps its lines in memory for assertions."""
-
-    def __init__(self, level="debug"):
-        super().__init__(level)
-        self.lines = []
-        self._lock = threading.Lock()
-
-    def write(self, data):
-        with self._lock:
-            self.lines.append(data.decode("utf-8"))
-
-    def records(self):
-        with self._lock:
-            return [json.loads(line) for line in self.lines]
-
-    def text(self):
-        with self._lock:
-            return "".join(self.lines)
-
-
-class FakeClock:
-    """A clock tests move by hand: ``clock()`` reads it, ``tick(s)`` advances it."""
-
-    def __init__(self, start=1_700_000_000.0):
-        self.now = start
-
-    def __call__(self):
-        return self.now
-
-    def tick(self, seconds):
-        self.now += seconds
+from tests.support import CapturedLogger, FakeClock, eventually  # noqa: F401 (also re-exported for old imports)
 
 
 class Client:
@@ -138,20 +103,3 @@ def client_for():
     yield _client
     for c in clients:
         c.close()
-
-
-def eventually(predicate, timeout=3.0, interval=0.005):
-    """Poll ``predicate`` until it is truthy (returns its value) or fail after ``timeout`` seconds.
-
-    For effects that follow a response on another thread (log lines, counters
-    updated after the body is written); not a substitute for an injected clock.
-    """
-    import time
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(interval)

@@ -47,13 +47,6 @@ class EventLog:
         return {"enabled": True}
 
 
-def record_events(service):
-    """Replace the app's event sink with an ``EventLog`` and return it."""
-    log = EventLog()
-    service.app.events = log
-    return log
-
-
 def assert_no_secret(service, *texts, secret=UPSTREAM_KEY):
     """No captured log line, and none of ``texts``, holds the upstream key (or a recognisable part of it)."""
     logs = service.app.logger.text()

@@ -13,8 +13,7 @@ ALICE = {"Authorization": "Bearer alice-key-123"}
 
 @pytest.fixture
 def secured(start_app, client_for):
-    service = start_app(KEYS)
-    with_providers(service, "offline")
+    service = start_app(with_providers(KEYS, "offline"))
     alice = client_for(service, ALICE)
     assert alice.get("/bmad/tools").status == 200
     settle(alice, service)

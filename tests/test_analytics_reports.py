@@ -3,7 +3,7 @@
 import pytest
 
 from tests.analytics_support import DAY, NO_LIMITS, at, settle, with_providers
-from tests.conftest import FakeClock
+from tests.support import FakeClock
 
 A = 19670  # a UTC day number: 2023-11-09
 B = A + 3  # 2023-11-12, "today"
@@ -56,8 +56,7 @@ def record_fixture(app, clock):
 @pytest.fixture
 def fixture_service(start_app, client_for):
     clock = FakeClock(A0 + 60)
-    service = start_app(NO_LIMITS, clock=clock)
-    with_providers(service, "openai-primary", "claude", "offline")
+    service = start_app(with_providers(NO_LIMITS, "openai-primary", "claude", "offline"), clock=clock)
     record_fixture(service.app, clock)
     client = client_for(service)
     settle(client, service)

@@ -1,7 +1,7 @@
 """DAU/MAU at the 30-day edge and session splitting at the timeout boundary."""
 
 from tests.analytics_support import DAY, NO_LIMITS, at, db_rows, settle
-from tests.conftest import FakeClock
+from tests.support import FakeClock
 
 TODAY = 19700
 T0 = TODAY * DAY + 36000  # 10:00 UTC

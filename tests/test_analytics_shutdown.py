@@ -8,8 +8,9 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from tests.support import poll
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUESTS = 60  # under the default per-client rate limit
@@ -23,15 +24,18 @@ def _start(tmp_path, flush_interval=60.0):
     proc = subprocess.Popen([sys.executable, "bmad_api.py", "--port", "0", "--data-dir", str(data_dir),
                              "--config", str(config)], cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 20
-    port = None
-    while port is None and time.monotonic() < deadline:
+
+    def logged_port():
         line = proc.stderr.readline()
         if not line:
-            break
+            raise EOFError
         match = re.search(rb'"port": (\d+)', line)
-        if match:
-            port = int(match.group(1))
+        return int(match.group(1)) if match else None
+
+    try:
+        port = poll(logged_port, timeout=20, interval=0)
+    except EOFError:
+        port = None
     if port is None:
         proc.kill()
         raise AssertionError("the service did not log its port")
@@ -83,10 +87,8 @@ def test_a_hard_kill_loses_nothing_older_than_the_flush_interval(tmp_path):
     db = data_dir / "analytics.db"
     try:
         _send(port, 20)
-        sent = time.monotonic()
-        while _count(db, "SELECT COUNT(*) FROM events WHERE type = 'api_request'") < 20:
-            assert time.monotonic() - sent < 5, "events were not committed within the flush interval"
-            time.sleep(0.05)
+        assert poll(lambda: _count(db, "SELECT COUNT(*) FROM events WHERE type = 'api_request'") >= 20,
+                    timeout=5, interval=0.05), "events were not committed within the flush interval"
         proc.kill()
         proc.wait(timeout=10)
     finally:

@@ -5,7 +5,7 @@ import os
 import sqlite3
 
 from tests.analytics_support import DAY, NO_LIMITS, at, db_rows, settle
-from tests.conftest import FakeClock
+from tests.support import FakeClock
 
 T0 = 19700 * DAY + 36000
 

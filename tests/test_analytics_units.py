@@ -3,7 +3,7 @@
 from bmad.analytics.realtime import RealTime, SampledWindow, Window
 from bmad.analytics.recorder import Recorder, Sessions
 from bmad.analytics.schema import EVENT_TYPES, ROW_COLUMNS, normalize
-from tests.conftest import FakeClock
+from tests.support import FakeClock
 
 
 def row_dict(row):

@@ -1,6 +1,6 @@
 """Authentication modes over real sockets."""
 
-from tests.conftest import eventually
+from tests.support import eventually
 
 KEYS = {"auth": {"api_keys": [{"key": "alice-key-123", "user": "alice", "role": "admin"},
                               {"key_env": "BOB_KEY", "user": "bob"}]}}

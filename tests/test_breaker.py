@@ -3,7 +3,7 @@
 import threading
 
 from bmad.gateway.breaker import CircuitBreaker, State
-from tests.conftest import FakeClock
+from tests.support import FakeClock
 
 
 def make(threshold=3, recovery=120.0):

@@ -7,7 +7,7 @@ import pytest
 from bmad.gateway.cache import ResponseCache, TTLCache
 from bmad.config import load
 from bmad.errors import ConfigError
-from tests.conftest import FakeClock
+from tests.support import FakeClock
 
 
 class CacheContract:
@@ -174,7 +174,7 @@ class TestResponseCache(CacheContract):
         cache = self.make(clock)
         cache.store("k", b"v")
         clock.tick(3.7)
-        assert cache.lookup("k") == (b"v", {}, 3)
+        assert cache.lookup("k") == (b"v", {}, 3, None)
 
     def test_headers_are_kept_and_counted_in_the_size(self):
         cache = self.make(FakeClock(), max_entry_bytes=10)

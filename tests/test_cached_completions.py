@@ -5,10 +5,11 @@ import threading
 
 import pytest
 
-from bmad.gateway.caching import cache_mode, sse_events
-from tests.conftest import FakeClock, eventually
+from bmad.gateway.caching import cache_mode
+from bmad.providers.sse import replay as sse_events
 from tests.fakes.upstream import FakeUpstream
 from tests.llm_support import UPSTREAM_KEY, entry, gateway_config
+from tests.support import FakeClock, eventually
 
 MESSAGES = [{"role": "user", "content": "Say hello to the cache"}]
 BODY = {"model": "gpt-4o-mini", "messages": MESSAGES}

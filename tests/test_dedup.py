@@ -1,12 +1,12 @@
 """Single-flight de-duplication: overlap is forced with Events and Barriers, never sleeps."""
 
 import threading
-import time
 
 import pytest
 
 from bmad.gateway.dedup import SingleFlight
 from bmad.errors import BadGateway, GatewayTimeout, HTTPError
+from tests.support import poll
 
 
 def run_concurrently(flight, n, key, fn):
@@ -27,10 +27,8 @@ def run_concurrently(flight, n, key, fn):
 
 def wait_for_waiters(flight, key, n):
     """Block until ``n`` callers are waiting (they register under the lock before blocking)."""
-    deadline = time.monotonic() + 10
-    while flight.stats()["waiting"] < n:
-        assert time.monotonic() < deadline, f"only {flight.stats()['waiting']} of {n} callers waited"
-        time.sleep(0.001)
+    poll(lambda: flight.stats()["waiting"] >= n, timeout=10, interval=0.001)
+    assert flight.stats()["waiting"] >= n, f"only {flight.stats()['waiting']} of {n} callers waited"
 
 
 def test_ten_identical_calls_run_once():
@@ -170,3 +168,44 @@ def test_coalesced_counter_is_incremented():
     for t in threads:
         t.join(10)
     assert Counter.value == 3
+
+
+def _call(cancel=None):
+    from bmad.gateway.pipeline import Call
+    from bmad.providers.base import ChatRequest
+
+    call = Call(ChatRequest("m", [{"role": "user", "content": "hi"}], cancel=cancel), origin="workflow")
+    call.state["cache_key"] = "same"
+    return call
+
+
+def test_a_call_that_may_be_cancelled_never_waits_on_another():
+    from bmad.gateway.dedup import DedupPlugin
+    from bmad.providers.cancel import CancelToken
+
+    plugin = DedupPlugin(SingleFlight(timeout=5.0))
+    leader = _call()
+    assert plugin.pre(leader) is None and "flight" in leader.state
+    step = _call(CancelToken())
+    assert plugin.pre(step) is None and "flight" not in step.state  # its own call, at once, not a wait
+    plugin.post(leader, "answer", None)
+    lone = _call(CancelToken())
+    assert plugin.pre(lone) is None and "flight" in lone.state  # with none in the air, it may lead
+    plugin.post(lone, "answer", None)
+    assert plugin.flights.stats()["in_flight"] == 0
+
+
+def test_a_waiter_whose_leader_was_cancelled_makes_its_own_call():
+    from bmad.gateway.dedup import DedupPlugin
+    from bmad.providers.cancel import Cancelled, CancelToken
+
+    plugin = DedupPlugin(SingleFlight(timeout=5.0))
+    step = _call(CancelToken())
+    assert plugin.pre(step) is None and "flight" in step.state
+    answers = []
+    waiter = threading.Thread(target=lambda: answers.append(plugin.pre(_call())))
+    waiter.start()
+    assert poll(lambda: plugin.flights.stats()["waiting"] == 1)
+    plugin.post(step, None, Cancelled("the call was cancelled"))
+    waiter.join(5.0)
+    assert not waiter.is_alive() and answers == [None]

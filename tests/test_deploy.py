@@ -216,6 +216,7 @@ def instruction_args(keyword):
     return [rest for kw, rest in dockerfile_instructions() if kw == keyword]
 
 
+@pytest.mark.slow
 def test_hadolint_reports_nothing():
     hadolint = require_tool("hadolint")
     result = run([hadolint, "--no-color", str(DOCKERFILE)], cwd=ROOT)
@@ -363,6 +364,7 @@ def skip_annotations():
     return skips
 
 
+@pytest.mark.slow
 def test_checkov_dockerfile_has_no_failed_check(checkov_dockerfile):
     assert not _failed(checkov_dockerfile)
     assert sum(r["summary"]["passed"] for r in checkov_dockerfile) > 10
@@ -371,12 +373,14 @@ def test_checkov_dockerfile_has_no_failed_check(checkov_dockerfile):
             assert _suppress_comment(check), f"{check['check_id']} is skipped without a reason"
 
 
+@pytest.mark.slow
 def test_checkov_kubernetes_has_no_failed_check(checkov_kubernetes):
     assert not _failed(checkov_kubernetes)
     assert all(r["summary"]["parsing_errors"] == 0 for r in checkov_kubernetes)
     assert sum(r["summary"]["passed"] for r in checkov_kubernetes) > 50
 
 
+@pytest.mark.slow
 def test_checkov_kubernetes_skips_are_annotated_with_reasons(checkov_kubernetes):
     annotated = skip_annotations()
     for (check_id, _, _), reason in annotated.items():
@@ -397,6 +401,7 @@ def _kubernetes_validate(paths, version):
     return result.stdout + result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("version", K8S_VERSIONS)
 def test_every_manifest_file_validates_strictly(version, tmp_path):
     """Built-in kinds against the Kubernetes schema; CRDs are checked in test_custom_resources_are_well_formed."""
@@ -411,6 +416,7 @@ def test_every_manifest_file_validates_strictly(version, tmp_path):
     assert output.count("passed for resource") == len(paths), output
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("version", K8S_VERSIONS)
 def test_kustomize_output_validates_strictly(rendered, version, tmp_path):
     builtin = [d for d in rendered if (d["apiVersion"], d["kind"]) not in CRD_KINDS]
@@ -420,6 +426,7 @@ def test_kustomize_output_validates_strictly(rendered, version, tmp_path):
     assert output.count("passed for resource") == len(builtin), output
 
 
+@pytest.mark.slow
 def test_validator_rejects_an_unknown_field(tmp_path):
     """kubernetes-validate --strict is live: a misspelt field fails."""
     tool = require_tool("kubernetes-validate")
@@ -631,7 +638,7 @@ def test_container_environment_and_mounts(rendered, pod_spec, container):
 def test_config_map_holds_only_the_contracted_keys(rendered):
     config_map = find(rendered, "ConfigMap", "bmad-api-config")
     config = json.loads(config_map["data"]["config.json"])
-    assert config == {"server": {"host": "0.0.0.0", "port": PORT}, "data_dir": "/data"}
+    assert config == {"server": {"host": "0.0.0.0", "port": PORT}, "data_dir": "/data", "providers_required": True}
 
 
 def test_config_map_is_accepted_by_the_service(rendered, tmp_path):
@@ -708,6 +715,7 @@ def alerts():
     return [r for g in tooling.rule_groups() for r in g["rules"] if "alert" in r]
 
 
+@pytest.mark.slow
 def test_promtool_check_rules(rules_dir):
     promtool = require_tool("promtool")
     result = run([promtool, "check", "rules", "bmad-api.rules.yaml"], cwd=rules_dir)
@@ -715,6 +723,7 @@ def test_promtool_check_rules(rules_dir):
     assert f"SUCCESS: {len(list(tooling.rule_expressions()))} rules found" in result.stdout
 
 
+@pytest.mark.slow
 def test_promtool_unit_tests_pass(rules_dir):
     promtool = require_tool("promtool")
     assert RULE_TESTS, "k8s/tests holds promtool unit tests"
@@ -723,6 +732,7 @@ def test_promtool_unit_tests_pass(rules_dir):
     assert "FAILED" not in result.stdout + result.stderr and "WARNING" not in result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_promtool_unit_tests_notice_a_broken_rule(rules_dir, tmp_path):
     """The unit tests are live: weakening the 5xx alert's threshold makes them fail."""
     promtool = require_tool("promtool")
@@ -908,6 +918,7 @@ def test_dashboard_covers_the_required_signals(dashboard):
     assert "sum by (status) (rate(bmad_workflow_runs_total" in exprs
 
 
+@pytest.mark.slow
 def test_dashboard_queries_are_valid_promql(tmp_path):
     """promtool parses each dashboard query as a recording rule, Grafana variables filled in."""
     promtool = require_tool("promtool")

@@ -21,12 +21,14 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
+from tests.support import poll
 from tests.tooling import REPO_ROOT, tools_required
+
+pytestmark = pytest.mark.slow
 
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 # What a python:3.11-slim image has besides the Dockerfile's own ENV.
@@ -179,18 +181,17 @@ class Lines:
 
     def wait_for(self, predicate, seconds):
         """Return the first line satisfying ``predicate``; None at EOF or after ``seconds``."""
-        deadline = time.monotonic() + seconds
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                line = self._queue.get(timeout=left)
-            except queue.Empty:
-                return None
+        def next_match():
+            line = self._queue.get(timeout=0.05)
             if line is None:
-                return None
+                raise EOFError
             self.lines.append(line)
-            if predicate(line):
-                return line
-        return None
+            return line if predicate(line) else None
+
+        try:  # an empty queue is "not yet"; the get itself waits, so poll needs no interval
+            return poll(next_match, timeout=seconds, interval=0, ignore=(queue.Empty,))
+        except EOFError:
+            return None
 
     def rest(self, seconds=5):
         self.wait_for(lambda line: False, seconds)

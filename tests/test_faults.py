@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FakeClock, eventually
 from tests.fakes.upstream import FakeUpstream
 from tests.llm_support import assert_no_secret, entry, gateway_config
 from tests.proc import ServerProcess, run_cli
+from tests.support import FakeClock, eventually
 
 TIMEOUT = 0.5
 MESSAGES = [{"role": "user", "content": "fault me"}]
@@ -148,6 +148,7 @@ def upstream():
         yield up
 
 
+@pytest.mark.slow
 def test_kill_9_under_analytics_writes_and_workflow_runs_leaves_sound_databases(tmp_path, upstream):
     data_dir = tmp_path / "data"
     config = tmp_path / "config.json"
@@ -194,6 +195,7 @@ def test_kill_9_under_analytics_writes_and_workflow_runs_leaves_sound_databases(
     assert integrity(data_dir) == {"analytics.db": "ok", "runs.db": "ok"}
 
 
+@pytest.mark.slow
 def test_sigterm_under_load_answers_every_accepted_request_and_exits_0(tmp_path):
     data_dir = tmp_path / "data"
     config = tmp_path / "config.json"

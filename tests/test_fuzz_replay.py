@@ -19,8 +19,7 @@ def fuzz_server(tmp_path_factory):
     server = fuzz_request.build_server(str(tmp_path_factory.mktemp("fuzz-data")))
     yield server
     server.server_close()
-    for hook in reversed(server.app.shutdown_hooks):
-        hook()
+    server.app.shutdown()
 
 
 @pytest.mark.parametrize("path", INPUTS, ids=[f"{p.parent.name}/{p.name}" for p in INPUTS])

@@ -9,8 +9,8 @@ import pytest
 
 from bmad.config import load
 from bmad.errors import ConfigError
-from tests.conftest import FakeClock, eventually
 from tests.rawhttp import body_json, connect, is_closed, read_response
+from tests.support import FakeClock, eventually
 
 PREVIEW = "/bmad/tools/analyst/preview"
 KEYS = {"auth": {"api_keys": [{"key": "alice-key-123", "user": "alice", "role": "admin"}]}}
@@ -19,6 +19,7 @@ KEYS = {"auth": {"api_keys": [{"key": "alice-key-123", "user": "alice", "role": 
 # -- slowloris ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_slowloris_cannot_starve_a_normal_client(start_app, client_for):
     service = start_app({"server": {"header_timeout_seconds": 1.0}})
     head = b"GET /bmad/health HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 64

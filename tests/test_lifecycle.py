@@ -8,6 +8,7 @@ import pytest
 
 from tests.proc import ServerProcess, run_cli
 from tests.rawhttp import body_json, connect, read_response
+from tests.support import poll
 
 
 @pytest.fixture
@@ -57,31 +58,30 @@ def test_sigterm_lets_an_in_flight_request_finish_then_exits_0(proc_factory, tmp
 
 
 def _wait_in_flight(port, n, seconds=10):
-    import time
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+    def in_flight():
         with connect(port) as probe:
             probe.sendall(b"GET /bmad/metrics HTTP/1.1\r\nHost: x\r\n\r\n")
             _, _, body = read_response(probe)
         for line in body.decode().splitlines():
             if line.startswith("bmad_http_requests_in_flight ") and float(line.split()[1]) >= n:
                 return True
-        time.sleep(0.01)
-    return False
+        return False
+
+    return poll(in_flight, timeout=seconds, interval=0.01)
 
 
 def _wait_listener_closed(port, seconds=10):
-    import time
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+    def closed():
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
         except OSError:
             return True
-        time.sleep(0.01)
-    return False
+        return False
+
+    return poll(closed, timeout=seconds, interval=0.01)
 
 
+@pytest.mark.slow
 def test_config_precedence_defaults_file_env_flags(tmp_path):
     cfg = tmp_path / "c.json"
     cfg.write_text(json.dumps({"server": {"port": 1111, "max_connections": 7, "drain_seconds": 3}, "log_level": "warning"}))
@@ -173,3 +173,28 @@ def test_unwritable_data_dir_is_one_clear_line(tmp_path):
 def test_version_flag():
     out = run_cli("--version")
     assert out.returncode == 0 and "2.0.0" in out.stdout
+
+
+def test_print_config_shows_the_providers_the_environment_adds(tmp_path):
+    env = {"OPENAI_API_KEY": "sk-env-openai-secret-1234", "ANTHROPIC_API_KEY": "sk-ant-env-secret-5678"}
+    out = run_cli("--print-config", env=env)
+    assert out.returncode == 0, out.stderr
+    assert "secret" not in out.stdout
+    providers = json.loads(out.stdout)["providers"]
+    assert [(p["name"], p["type"], p["api_key"]) for p in providers] == [("openai", "openai", "***"),
+                                                                         ("anthropic", "anthropic", "***")]
+    assert providers[0]["base_url"] == "https://api.openai.com/v1" and "gpt-*" in providers[0]["models"]
+    assert providers[1]["models"] == ["claude-*"]
+    out = run_cli("--print-config")
+    assert json.loads(out.stdout)["providers"] == [{"name": "offline", "type": "offline", "weight": 1.0}]
+
+
+def test_providers_required_stops_startup_with_one_line_when_none_is_configured(tmp_path):
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"providers_required": True, "data_dir": str(tmp_path / "d")}))
+    out = run_cli("--config", str(cfg), "--port", "0")
+    assert out.returncode == 2
+    [line] = out.stderr.strip().splitlines()
+    record = json.loads(line)
+    assert record["level"] == "error" and "providers_required" in record["msg"]
+    assert "no LLM provider is configured" in record["msg"]

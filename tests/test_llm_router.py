@@ -6,9 +6,9 @@ import pytest
 
 from bmad.config import load
 from bmad.errors import ConfigError
-from tests.conftest import FakeClock
 from tests.fakes.upstream import FakeUpstream
-from tests.llm_support import entry, gateway_config, record_events
+from tests.llm_support import entry, gateway_config, EventLog
+from tests.support import FakeClock, poll
 
 MESSAGES = [{"role": "user", "content": "route me"}]
 
@@ -32,9 +32,9 @@ def ask(client, model="gpt-4o-mini", **extra):
 
 def test_priority_fails_over_in_list_order(start_app, client_for, ups):
     a, b, c = ups
+    events = EventLog()
     service = start_app(gateway_config(entry(a, "a"), entry(b, "b"), entry(c, "c"),
-                                       routing={"strategy": "priority"}))
-    events = record_events(service)
+                                       routing={"strategy": "priority"}), events=events)
     a.fault("status", times=1, status=500)
     b.fault("status", times=1, status=503)
     r = ask(client_for(service))
@@ -141,9 +141,9 @@ def test_untranslatable_request_skips_the_anthropic_candidate(start_app, client_
 ])
 def test_every_retryable_failure_moves_on_at_once(start_app, client_for, ups, fault, options, kind):
     a, b, _ = ups
+    events = EventLog()
     service = start_app(gateway_config(entry(a, "a", timeout_seconds=0.3), entry(b, "b"),
-                                       routing={"strategy": "priority"}))
-    events = record_events(service)
+                                       routing={"strategy": "priority"}), events=events)
     a.fault(fault, times=1, **options)
     started = time.monotonic()
     r = ask(client_for(service))
@@ -230,10 +230,10 @@ def test_none_could_be_tried_is_503_with_retry_after(start_app, client_for, ups)
 def test_breaker_opens_skips_then_half_opens_and_closes(start_app, client_for, ups):
     a, b, _ = ups
     clock = FakeClock()
+    events = EventLog()
     service = start_app(gateway_config(entry(a, "a"), entry(b, "b"), routing={"strategy": "priority"},
                                        circuit_breaker={"failure_threshold": 2, "recovery_seconds": 60}),
-                        clock=clock)
-    events = record_events(service)
+                        clock=clock, events=events)
     client = client_for(service)
     a.fault("status", times=2, status=500)
     ask(client)
@@ -344,9 +344,7 @@ def test_the_background_thread_checks_and_requests_never_do(start_app, client_fo
     a.wait_for_requests(2, timeout=5)  # at least two rounds
     assert all(r.route == "health" for r in a.requests)
     a.fault("status", health=True, status=500)
-    deadline = time.monotonic() + 5
-    while service.app.llm.health.healthy("a") and time.monotonic() < deadline:
-        time.sleep(0.02)
+    poll(lambda: not service.app.llm.health.healthy("a"), timeout=5, interval=0.02)
     assert not service.app.llm.health.healthy("a")
     off = start_app(gateway_config(entry(ups[1], "b")))
     client = client_for(off)
@@ -358,8 +356,11 @@ def test_the_background_thread_checks_and_requests_never_do(start_app, client_fo
 def test_health_summary_and_offline_only(start_app, client_for):
     service = start_app(gateway_config(providers=[]))
     health = client_for(service).get("/bmad/health").json
-    assert health["checks"]["providers"] == {"status": "ok", "available": 1, "total": 1,
-                                             "providers": {"offline": True}}
+    assert health["status"] == "healthy"  # probes on a laptop pass
+    check = health["checks"]["providers"]
+    assert {k: check[k] for k in ("status", "mode", "available", "total", "providers")} == {
+        "status": "ok", "mode": "offline-only", "available": 1, "total": 1, "providers": {"offline": True}}
+    assert "no LLM provider is configured" in check["message"]
 
 
 # -- status and accounting -------------------------------------------------------------------------
@@ -404,8 +405,8 @@ def test_token_and_cost_metrics_bound_their_model_labels(start_app, client_for, 
 
 def test_provider_request_events_carry_numbers_not_text(start_app, client_for, ups):
     a, _, _ = ups
-    service = start_app(gateway_config(entry(a, "a", models=["gpt-4o-mini"])))
-    events = record_events(service)
+    events = EventLog()
+    service = start_app(gateway_config(entry(a, "a", models=["gpt-4o-mini"])), events=events)
     ask(client_for(service, {"X-User-ID": "alice"}))
     [event] = events.of("provider_request")
     assert event["provider"] == "a" and event["model"] == "gpt-4o-mini" and event["status"] == "success"
@@ -501,3 +502,22 @@ def test_defaults_are_the_schema():
     assert config.at("circuit_breaker.failure_threshold") == 5
     assert config.at("circuit_breaker.recovery_seconds") == 120.0
     assert config.at("health_checks.interval_seconds") == 300.0
+
+
+def test_offline_only_startup_warns_and_a_real_provider_is_live(start_app, client_for, ups):
+    offline = start_app(gateway_config(providers=[]))
+    warnings = [r for r in offline.app.logger.records() if r["level"] == "warning"]
+    assert any("no LLM provider is configured" in r["msg"] for r in warnings)
+    live = start_app(gateway_config(entry(ups[0], "a"), providers_required=True))
+    check = client_for(live).get("/bmad/health").json["checks"]["providers"]
+    assert check["mode"] == "live" and "message" not in check
+    assert not any("no LLM provider" in r["msg"] for r in live.app.logger.records())
+
+
+def test_providers_required_refuses_to_build_without_a_real_provider(make_config):
+    with pytest.raises(ConfigError) as caught:
+        router_for(make_config, {"providers": [], "providers_required": True})
+    assert "providers_required" in str(caught.value)
+    with pytest.raises(ConfigError):
+        router_for(make_config, {"providers": [{"type": "offline"}], "providers_required": True})
+    assert router_for(make_config, {"providers_required": True}, {"ANTHROPIC_API_KEY": "sk-ant-x"}).providers

@@ -19,6 +19,7 @@ import pytest
 
 from bmad import __version__
 from bmad.ops.metrics import CONTENT_TYPE
+from tests import support
 from tests.tooling import (EXTERNAL_METRICS, SERVICE_METRICS, monitoring_metric_names, require_module,
                            require_tool)
 
@@ -174,12 +175,13 @@ def test_in_flight_counts_a_request_still_arriving(start_app, client_for):
     try:
         slow.sendall(b"GET /bmad/tools HTTP/1.1\r\nHost: x\r\n")  # the head is not finished yet
         in_flight = []
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:  # scrape until the server thread has read the first byte
+
+        def counted():
             fams = families_by_name(scrape(client))
             in_flight.append(sample_value(fams, "bmad_http_requests_in_flight", "bmad_http_requests_in_flight"))
-            if in_flight[-1] == 2:
-                break
+            return in_flight[-1] == 2
+
+        support.poll(counted, timeout=10, interval=0)  # scrape until the server thread has read the first byte
         assert in_flight[-1] == 2, f"{len(in_flight)} scrapes saw {sorted(set(in_flight))}"
         slow.sendall(b"Connection: close\r\n\r\n")
         answer = b""
@@ -263,18 +265,8 @@ def poll(what, check, seconds=20.0, every=0.25):
     Prometheus scrapes on its own schedule, so this integration test has to
     wait for it; the wait is bounded and explains itself when it gives up.
     """
-    deadline = time.monotonic() + seconds
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except (OSError, ValueError) as e:  # not listening yet, or a half-started server
-            last = e
-        else:
-            if last:
-                return last
-        time.sleep(every)
-    pytest.fail(f"gave up after {seconds}s waiting for {what}; last answer: {last!r}")
+    # OSError, ValueError: not listening yet, or a half-started server
+    return support.eventually(check, timeout=seconds, interval=every, what=what, ignore=(OSError, ValueError))
 
 
 @pytest.fixture
@@ -328,6 +320,7 @@ def query(base, expr):
     return [(r["metric"], float(r["value"][1])) for r in body["data"]["result"]]
 
 
+@pytest.mark.slow
 def test_a_real_prometheus_scrapes_the_service(start_app, client_for, prometheus_server):
     token = "prom-scrape-token"
     service = start_app(data={"metrics": {"token": token}})

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from tests.conftest import eventually
 from tests.fakes.upstream import FakeUpstream
-from tests.llm_support import UPSTREAM_KEY, assert_no_secret, entry, gateway_config, record_events
+from tests.llm_support import UPSTREAM_KEY, assert_no_secret, entry, gateway_config, EventLog
+from tests.support import eventually, poll
 
 openai = pytest.importorskip("openai")
 
@@ -62,8 +62,8 @@ def test_sdk_streaming_against_each_provider_kind(start_app, upstream):
 
 
 def test_stream_without_include_usage_has_no_usage_chunk_but_usage_is_still_counted(start_app, upstream):
-    service = start_app(gateway_config(entry(upstream, "up", models=["gpt-4o-mini"])))
-    events = record_events(service)
+    events = EventLog()
+    service = start_app(gateway_config(entry(upstream, "up", models=["gpt-4o-mini"])), events=events)
     chunks = list(sdk(service).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True))
     assert all(c.choices for c in chunks if upstream.kind != "azure")
     assert all(c.usage is None for c in chunks)
@@ -162,8 +162,8 @@ def test_failover_before_the_first_byte_of_a_stream(start_app):
 
 def test_upstream_failure_mid_stream_ends_with_an_error_event(start_app, client_for):
     with FakeUpstream("openai") as a, FakeUpstream("openai") as b:
-        service = start_app(gateway_config(entry(a, "a"), entry(b, "b"), routing={"strategy": "priority"}))
-        events = record_events(service)
+        events = EventLog()
+        service = start_app(gateway_config(entry(a, "a"), entry(b, "b"), routing={"strategy": "priority"}), events=events)
         a.fault("reset_mid_stream", times=1, after=2)
         r = client_for(service).post("/v1/chat/completions", {"model": "m", "messages": MESSAGES, "stream": True})
         assert r.status == 200
@@ -239,24 +239,24 @@ def test_no_key_in_any_response_header_or_log_line_after_a_mixed_session(start_a
 
 def test_a_client_that_leaves_mid_stream_frees_the_upstream_connection(start_app):
     import socket
-    import time
     with FakeUpstream("openai") as a:
-        service = start_app(gateway_config(entry(a, "a")))
-        events = record_events(service)
+        events = EventLog()
+        service = start_app(gateway_config(entry(a, "a")), events=events)
         a.fault("slow_stream", times=1, interval=0.3)
         body = json.dumps({"model": "m", "messages": MESSAGES, "stream": True}).encode()
         sock = socket.create_connection(("127.0.0.1", service.port), timeout=5)
         sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                      b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
-        received = b""
-        deadline = time.monotonic() + 5
-        while b"data: " not in received and time.monotonic() < deadline:  # the head and first event may
-            received += sock.recv(65536)                                   # arrive in separate reads
+        received = bytearray()
+
+        def first_event():  # the head and first event may arrive in separate reads
+            received.extend(sock.recv(65536))
+            return b"data: " in received
+
+        poll(first_event, timeout=5, interval=0)
         assert b"data: " in received
         sock.close()
-        deadline = time.monotonic() + 5
-        while not events.of("provider_request") and time.monotonic() < deadline:
-            time.sleep(0.02)
+        poll(lambda: events.of("provider_request"), timeout=5, interval=0.02)
         [event] = events.of("provider_request")
         assert event["status"] == "client_closed"
         stats = service.app.llm.pool_stats()

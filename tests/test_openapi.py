@@ -50,6 +50,7 @@ def test_a_route_without_entry_is_named():
         build_document([FakeRoute()], entries)
 
 
+@pytest.mark.slow
 def test_served_document_is_valid_openapi_31(start_app, client_for):
     validator = require_module("openapi_spec_validator")
     service = start_app()
@@ -63,6 +64,7 @@ def test_served_document_is_valid_openapi_31(start_app, client_for):
     assert documented == served
 
 
+@pytest.mark.slow
 def test_document_route_is_open_unlimited_and_unrecorded(start_app, client_for):
     service = start_app(data={"auth": {"api_keys": [{"key": "k-user-1", "user": "alice"}]}})
     route, _ = service.app.router.match("GET", "/bmad/openapi.json")
@@ -113,6 +115,7 @@ def test_error_shapes_match_the_document(start_app, client_for):
     jsonschema.validate(openai_error.json, schemas["OpenAIError"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["open", "keyed"])
 def test_schemathesis_finds_no_issue(start_app, tmp_path, mode):
     """Open mode (X-User-ID) with the full example count; with an admin key (401s, ignored_auth) fewer."""

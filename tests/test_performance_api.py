@@ -1,7 +1,7 @@
 """Rate limits, /bmad/performance and the health summary over real sockets (fake clock, no waiting)."""
 
-from tests.conftest import FakeClock, eventually
 from tests.llm_support import EventLog as RecordingEvents
+from tests.support import FakeClock, eventually
 
 KEYS = {"auth": {"api_keys": [{"key": "alice-key", "user": "alice"}, {"key": "bob-key", "user": "bob"}]}}
 RATE_HEADERS = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "RateLimit-Policy")
@@ -9,8 +9,8 @@ RATE_HEADERS = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "Ra
 
 def test_the_101st_api_request_in_a_minute_is_refused(start_app, client_for):
     clock = FakeClock()
-    service = start_app(clock=clock)
-    service.app.events = events = RecordingEvents()
+    events = RecordingEvents()
+    service = start_app(clock=clock, events=events)
     client = client_for(service)
     for i in range(100):
         resp = client.get("/bmad/tools")

@@ -3,7 +3,7 @@
 import pytest
 
 from bmad.ops.perfstats import BUCKETS, MIN_MS, PerfStats, bucket_of, bucket_value
-from tests.conftest import FakeClock
+from tests.support import FakeClock
 
 
 def test_empty():

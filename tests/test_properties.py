@@ -20,7 +20,6 @@ import os
 import re
 import socket
 import tempfile
-import time
 
 import pytest
 
@@ -33,7 +32,10 @@ from hypothesis import strategies as st  # noqa: E402
 
 from bmad.app import build_app  # noqa: E402
 from bmad.gateway.cache import NON_OUTPUT_PARAMS, ResponseCache, TTLCache, canonical_json  # noqa: E402
-from bmad.gateway.completions import NEUTRAL_PARAMS, Completions, parse_chat_request  # noqa: E402
+from bmad.gateway.caching import CachePlugin  # noqa: E402
+from bmad.gateway.chat import parse_chat_request  # noqa: E402
+from bmad.gateway.pipeline import Call  # noqa: E402
+from bmad.ops.events import NullEvents  # noqa: E402
 from bmad.config import ConfigError, load, load_defaults  # noqa: E402
 from bmad.errors import HTTPError  # noqa: E402
 from bmad.ops.logs import JsonLogger  # noqa: E402
@@ -42,7 +44,7 @@ from bmad.providers.anthropic import from_anthropic, to_anthropic  # noqa: E402
 from bmad.providers.base import ChatRequest  # noqa: E402
 from bmad.http.ratelimit import Policy, RateLimiter  # noqa: E402
 from bmad.service import Service  # noqa: E402
-from tests.conftest import FakeClock  # noqa: E402
+from tests.support import FakeClock, poll  # noqa: E402
 
 settings.register_profile("ci", max_examples=60, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -128,19 +130,22 @@ def exchange_all(port, data, timeout=5.0):
             sock.shutdown(socket.SHUT_WR)
         except OSError:
             pass  # the server may answer and close before it has read everything
-        received = b""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        received = bytearray()
+
+        def ended():
             try:
                 chunk = sock.recv(65536)
             except ConnectionResetError:
-                return received, "reset"
+                return "reset"
             except socket.timeout:
-                break
+                return "timeout"
             if not chunk:
-                return received, "closed"
-            received += chunk
-        return received, "timeout"
+                return "closed"
+            received.extend(chunk)
+            return None
+
+        how = poll(ended, timeout=timeout, interval=0) or "timeout"
+        return bytes(received), how
 
 
 def parse_responses(raw):
@@ -175,6 +180,7 @@ def parse_responses(raw):
     return responses
 
 
+@pytest.mark.slow
 @settings(max_examples=PARSER_EXAMPLES)
 @given(request=raw_requests())
 def test_any_request_gets_a_well_formed_non_5xx_answer(parser_service, request):
@@ -195,6 +201,7 @@ def test_any_request_gets_a_well_formed_non_5xx_answer(parser_service, request):
 ANY_TEXT = st.text(alphabet=st.characters() | st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), max_size=20)
 
 
+@pytest.mark.slow
 @settings(max_examples=PARSER_EXAMPLES)
 @given(body=st.binary(max_size=300) | JSON_VALUES.map(lambda v: json.dumps(v).encode())
        | st.dictionaries(ANY_TEXT, ANY_TEXT, max_size=3).map(lambda v: json.dumps(v).encode()),
@@ -244,6 +251,7 @@ def config_overlays(draw):
     return overlay
 
 
+@pytest.mark.slow
 @given(overlay=config_overlays())
 def test_config_overlay_gives_config_or_config_error(overlay):
     try:
@@ -283,15 +291,12 @@ def test_config_file_gives_config_or_config_error(text, tmp_path_factory):
 # -- cache keys --------------------------------------------------------------------------------
 
 class RouteKeys:
-    """The part of the provider router that cache_material asks: one route per model name."""
+    """The part of the provider router that the cache key asks: one route per model name."""
 
     def route_key(self, model):
         return [["offline", model]]
 
 
-def _completions():
-    return Completions(RouteKeys(), catalog=None, config={}, metrics=Registry(), record_event=lambda *a, **k: None,
-                       logger=JsonLogger("error"))
 
 
 def _reordered(value, rnd):
@@ -313,15 +318,15 @@ OUTPUT_PARAMS = st.dictionaries(st.sampled_from(["temperature", "top_p", "seed",
 
 
 def _key(cache, user, model, messages, params):
-    chat = ChatRequest(model, messages, params)
-    material = _completions().cache_material(chat)
-    return cache.key_for(cache.scope_for(user), material["route"], material["messages"], material["params"])
+    return CachePlugin(cache, RouteKeys().route_key, NullEvents()).key(Call(ChatRequest(model, messages, params),
+                                                                              user=user))
 
 
 def _cache(shared=False):
     return ResponseCache(TTLCache(10, 60.0, 1000, clock=FakeClock()), shared=shared)
 
 
+@pytest.mark.slow
 @given(messages=MESSAGES, params=OUTPUT_PARAMS, seed=st.randoms(use_true_random=False))
 def test_cache_key_ignores_dict_order(messages, params, seed):
     cache = _cache()
@@ -329,6 +334,7 @@ def test_cache_key_ignores_dict_order(messages, params, seed):
                                                            _reordered(params, seed))
 
 
+@pytest.mark.slow
 @given(messages=MESSAGES, params=OUTPUT_PARAMS, name=st.sampled_from(["temperature", "top_p", "seed", "max_tokens",
                                                                       "tools", "x_new_param"]),
        value=JSON_VALUES)
@@ -338,6 +344,7 @@ def test_cache_key_changes_with_every_output_param(messages, params, name, value
     assert _key(cache, "u", "m", messages, params) != _key(cache, "u", "m", messages, {**params, name: value})
 
 
+@pytest.mark.slow
 @given(messages=MESSAGES, other=MESSAGES, params=OUTPUT_PARAMS)
 def test_cache_key_changes_with_messages_and_model(messages, other, params):
     cache = _cache()
@@ -347,8 +354,9 @@ def test_cache_key_changes_with_messages_and_model(messages, other, params):
     assert base != _key(cache, "u", "m2", messages, params)
 
 
+@pytest.mark.slow
 @given(messages=MESSAGES, params=OUTPUT_PARAMS,
-       neutral=st.dictionaries(st.sampled_from(sorted(NEUTRAL_PARAMS | (NON_OUTPUT_PARAMS - {"messages"}))),
+       neutral=st.dictionaries(st.sampled_from(sorted(NON_OUTPUT_PARAMS - {"messages"})),
                                JSON_VALUES, min_size=1, max_size=4))
 def test_cache_key_ignores_stream_and_attribution(messages, params, neutral):
     cache = _cache()
@@ -364,6 +372,7 @@ def test_stream_flag_is_not_in_the_key_of_a_parsed_request():
         cache, "u", streamed.model, streamed.messages, streamed.params)
 
 
+@pytest.mark.slow
 @given(messages=MESSAGES, params=OUTPUT_PARAMS, a=st.text(min_size=1, max_size=10), b=st.text(min_size=1, max_size=10))
 def test_cache_keys_are_scoped_per_tenant(messages, params, a, b):
     assume(a != b)

@@ -8,7 +8,7 @@ from bmad.http.ratelimit import Policy, RateLimiter, RateLimitGuard, client_of, 
 from bmad.http.request import Request
 from bmad.http.auth import Principal
 from bmad.http.router import Route
-from tests.conftest import FakeClock
+from tests.support import FakeClock
 
 DEFAULTS = {"api": Policy(100, 100), "workflow": Policy(10, 10), "provider": Policy(50, 5)}
 
@@ -93,6 +93,7 @@ def test_a_clock_stepping_backwards_mints_nothing():
     assert not rl.acquire("c", "provider").allowed
 
 
+@pytest.mark.slow
 def test_many_distinct_clients_keep_the_table_bounded():
     clock = FakeClock()
     rl = limiter(clock, max_clients=1000)
@@ -189,17 +190,24 @@ class TestGuard:
         seen = []
         guard = RateLimitGuard(limiter(FakeClock()), by_user=False, trust_proxy=False,
                                on_limited=lambda *a: seen.append(a))
-        for _ in range(5):
-            req = request(rate_class="provider")
+        for _ in range(10):
+            req = request(rate_class="workflow")
             guard(req)
-            assert req.response_headers["RateLimit-Policy"] == "50;w=60"
-        req = request(rate_class="provider")
+            assert req.response_headers["RateLimit-Policy"] == "10;w=60"
+        req = request(rate_class="workflow")
         with pytest.raises(TooManyRequests) as caught:
             guard(req)
         assert caught.value.status == 429 and caught.value.type == "rate_limited"
-        assert caught.value.headers == {"Retry-After": "2"}
+        assert caught.value.headers == {"Retry-After": "6"}
         assert req.response_headers["RateLimit-Remaining"] == "0"
-        assert seen == [("10.0.0.9", "provider", "/x")]
+        assert seen == [("10.0.0.9", "workflow", "/x")]
+
+    def test_provider_routes_are_left_to_the_pipeline(self):
+        rl = limiter(FakeClock())
+        guard = RateLimitGuard(rl, by_user=False, trust_proxy=False)
+        req = request(rate_class="provider")
+        guard(req)
+        assert req.response_headers == {} and len(rl) == 0 and guard.client(req) == "10.0.0.9"
 
     def test_unlimited_routes_and_disabled_limiter_pass_untouched(self):
         rl = limiter(FakeClock())
@@ -211,3 +219,18 @@ class TestGuard:
         req = request()
         guard(req)
         assert req.response_headers == {} and len(rl) == 0
+
+
+def test_the_sixth_quick_model_call_gets_a_429_naming_the_setting(start_app, client_for):
+    """The shipped provider limit (50/min, burst 5) as a newcomer meets it, over a real socket."""
+    service = start_app(clock=FakeClock())
+    client = client_for(service)
+    body = {"model": "bmad-default", "messages": [{"role": "user", "content": "hi"}]}
+    statuses = [client.post("/v1/chat/completions", body, headers={"Cache-Control": "no-store"}).status
+                for _ in range(5)]
+    assert statuses == [200] * 5
+    r = client.post("/v1/chat/completions", body)
+    assert r.status == 429 and r.getheader("Retry-After")
+    message = r.json["error"]["message"]
+    assert "50 per minute, burst 5" in message
+    assert "rate_limits.provider" in message and "rate_limits.overrides" in message

@@ -10,7 +10,8 @@ import time
 import pytest
 
 from tests.analytics_support import db_rows, settle
-from tests.conftest import FakeClock, eventually
+from tests.llm_support import EventLog
+from tests.support import FakeClock, eventually
 from tests.workflow_support import start_run, steps_by_id, wait_run, write_catalog
 
 HOLD_SECONDS = 10.0
@@ -188,16 +189,19 @@ def test_time_at_an_approval_gate_is_not_run_time(start_app, client_for, tmp_pat
 
 
 def test_the_end_of_a_run_is_counted_before_its_final_state_is_visible(start_app, client_for, tmp_path):
-    service = _gated_service(start_app, tmp_path)
-    store = service.app.workflows.store
     seen = []
 
-    class Events:
+    class Events(EventLog):
+        store = None
+
         def record(self, type, **fields):
             if type in ("workflow_completed", "workflow_cancelled"):
                 # What a ?wait poller would read at this moment: it must not be final yet.
-                seen.append((type, store.owner(fields["run_id"])[1]))
-    service.app.events = Events()
+                seen.append((type, self.store.owner(fields["run_id"])[1]))
+    events = Events()
+    catalog = write_catalog(tmp_path / "gated", gate="d")
+    service = start_app({"catalog_dir": catalog, "rate_limits": {"enabled": False}}, events=events)
+    events.store = service.app.workflows.store
     client = client_for(service)
     wait_run(client, start_run(client))
     gated = start_run(client, approvals=True)

@@ -8,8 +8,8 @@ import threading
 import pytest
 
 from bmad.errors import Forbidden
-from tests.conftest import eventually
 from tests.rawhttp import body_json, connect, exchange, is_closed, read_response
+from tests.support import eventually
 
 PREVIEW = "/bmad/tools/analyst/preview"
 

@@ -1,6 +1,10 @@
 """The short form of the soak (benchmarks/soak.py) against the real entrypoint: mixed load, held streams, checks."""
 
+import pytest
+
 from benchmarks import soak
+
+pytestmark = pytest.mark.slow
 
 
 def test_short_soak_loses_nothing_and_leaks_nothing(tmp_path):

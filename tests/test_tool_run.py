@@ -2,9 +2,8 @@
 
 import pytest
 
-from bmad.gateway.completions import parse_chat_request
 from tests.fakes.upstream import FakeUpstream
-from tests.llm_support import UPSTREAM_KEY, assert_no_secret, entry, gateway_config, record_events
+from tests.llm_support import UPSTREAM_KEY, assert_no_secret, entry, gateway_config, EventLog
 
 IDEA = "A marketplace where neighbours lend each other garden tools."
 
@@ -35,8 +34,8 @@ def test_offline_run_on_a_fresh_machine(start_app, client_for):
 
 def test_run_through_an_upstream_sends_the_tool_messages(start_app, client_for):
     with FakeUpstream("openai", api_key=UPSTREAM_KEY, usage=(120, 40), reply="## Executive Summary\nGreat.") as up:
-        service = start_app(gateway_config(entry(up, "oa", models=["gpt-4o-mini"])))
-        events = record_events(service)
+        events = EventLog()
+        service = start_app(gateway_config(entry(up, "oa", models=["gpt-4o-mini"])), events=events)
         client = client_for(service, {"X-User-ID": "carol"})
         r = run(client, "analyst", {"input": {"idea": IDEA, "audience": "urban renters"},
                                     "context": {"brainstorming-notes": "lending libraries"}})
@@ -103,8 +102,8 @@ def test_unknown_tool_and_unknown_model(start_app, client_for):
 
 def test_a_failed_run_is_counted(start_app, client_for):
     with FakeUpstream("openai") as up:
-        service = start_app(gateway_config(entry(up, "oa")))
-        events = record_events(service)
+        events = EventLog()
+        service = start_app(gateway_config(entry(up, "oa")), events=events)
         up.fault("status", times=1, status=500)
         client = client_for(service)
         r = run(client, "qa", {"input": "the login story"})
@@ -120,18 +119,6 @@ def test_run_route_policies(start_app):
     route, _ = service.app.router.match("POST", "/bmad/tools/analyst/run")
     assert (route.auth, route.rate_class, route.record) == ("user", "provider", True)
     route, _ = service.app.router.match("POST", "/v1/chat/completions")
-    assert (route.auth, route.rate_class, route.openai_errors) == ("user", "provider", True)
+    assert (route.auth, route.rate_class) == ("user", "provider")
 
 
-def test_completions_service_keyword_form(start_app):
-    """The workflow engine calls the service directly, with keywords."""
-    service = start_app(gateway_config(providers=[]))
-    result = service.app.completions.complete(model="bmad-default", user="wf",
-                                              messages=[{"role": "user", "content": "step"}])
-    assert (result.provider, result.model, result.attempts) == ("offline", "offline", 1)
-    assert "no language model was called" in result.text
-    material = service.app.completions.cache_material(parse_chat_request(
-        {"model": "bmad-default", "messages": [{"role": "user", "content": "x"}], "user": "a", "temperature": 0.2,
-         "stream": True}))
-    assert material == {"route": [["offline", "offline"]], "messages": [{"role": "user", "content": "x"}],
-                        "params": {"temperature": 0.2}}

@@ -19,14 +19,16 @@ import pytest
 
 from tests.tooling import REPO_ROOT, require_module, require_tool
 
+pytestmark = pytest.mark.slow
+
 sync_api = require_module("playwright.sync_api")
 CHROMIUM = require_tool("chromium")
 
 from bmad.app import build_app  # noqa: E402
 from bmad.config import load, load_defaults  # noqa: E402
 from bmad.service import Service  # noqa: E402
-from tests.conftest import CapturedLogger  # noqa: E402
 from tests.fakes.upstream import FakeUpstream  # noqa: E402
+from tests.support import CapturedLogger  # noqa: E402
 
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "ui"
 CHROMIUM_ARGS = [
@@ -519,7 +521,7 @@ def _finished_run(service, run_id):
 
 
 def test_overview_charts_show_the_servers_last_15_minutes_on_first_load(open_page, tmp_path):
-    from tests.conftest import FakeClock
+    from tests.support import FakeClock
     clock = FakeClock(start=1_699_999_980.0)
     service = _serve(tmp_path, {}, clock=clock)
     try:

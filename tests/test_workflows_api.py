@@ -157,7 +157,6 @@ def test_eleventh_start_in_a_minute_is_rate_limited(start_app, client_for):
 
 
 def test_metrics_events_and_health(start_app, client_for):
-    service = start_app()
     recorded = []
     lock = threading.Lock()
 
@@ -165,7 +164,7 @@ def test_metrics_events_and_health(start_app, client_for):
         def record(self, type, **fields):
             with lock:
                 recorded.append((type, fields))
-    service.app.events = Events()
+    service = start_app(events=Events())
     client = client_for(service)
     run = wait_run(client, start_run(client, "greenfield-service"))
     text = client.get("/bmad/metrics").body.decode()

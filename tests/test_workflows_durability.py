@@ -106,6 +106,7 @@ def _get(port, path):
     return resp.status, data
 
 
+@pytest.mark.slow
 def test_kill_9_mid_run_then_restart_completes_without_repeating_succeeded_steps(upstream, tmp_path):
     catalog = write_catalog(tmp_path / "catalog")
     data_dir = tmp_path / "data"

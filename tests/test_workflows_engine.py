@@ -4,8 +4,8 @@ import threading
 
 import pytest
 
-from tests.conftest import eventually
 from tests.fakes.upstream import FakeUpstream
+from tests.support import eventually
 from tests.workflow_support import (DIAMOND, reply_for, start_run, start_with_upstreams, step_of, steps_by_id,
                                     wait_chat, wait_run, write_catalog)
 
@@ -65,6 +65,7 @@ def test_each_prompt_carries_exactly_its_consumed_artifacts(start_app, client_fo
 
 
 def test_model_per_tool_then_run_model(start_app, client_for, upstream, catalog):
+    upstream.models = ["gpt-4o-mini", "cheap-model", "strong-model"]  # what its models list (health check) says
     service = start_with_upstreams(start_app, [upstream], {"catalog_dir": catalog,
                                                            "tools": {"t-b": {"model": "strong-model"}}})
     client = client_for(service)

@@ -3,6 +3,8 @@
 import json
 from pathlib import Path
 
+from tests.support import poll
+
 STATUS_BLOCK = '```json\n{"status": "complete", "assumptions": ["a1"], "open_questions": []}\n```'
 
 # A diamond: a -> (b, c) -> d. b and c consume only a, so they run side by side.
@@ -35,12 +37,8 @@ def write_catalog(directory, workflow_id="diamond", steps=DIAMOND, gate=None):
 
 def wait_chat(upstream, n, timeout=10):
     """Wait until ``upstream`` has received ``n`` chat calls (health checks of the models list do not count)."""
-    import time
-    deadline = time.monotonic() + timeout
-    while sum(r.route == "chat" for r in upstream.requests) < n:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"the upstream did not get {n} chat calls in {timeout} s")
-        time.sleep(0.005)
+    if not poll(lambda: sum(r.route == "chat" for r in upstream.requests) >= n, timeout=timeout):
+        raise AssertionError(f"the upstream did not get {n} chat calls in {timeout} s")
 
 
 def step_of(rec):
@@ -77,18 +75,17 @@ def start_run(client, workflow="diamond", inputs=None, **body):
 
 def wait_run(client, run_id, seconds=20, until=None):
     """Long-poll a run until it is final (or ``until(run)`` holds); returns the run."""
-    import time
-    deadline = time.monotonic() + seconds
-    while True:
+    seen = {}
+
+    def arrived():
         resp = client.get(f"/bmad/runs/{run_id}?wait={min(5, seconds)}" if until is None else f"/bmad/runs/{run_id}")
         assert resp.status == 200, (resp.status, resp.json)
-        run = resp.json["run"]
-        if (until(run) if until else run["state"] in ("succeeded", "failed", "cancelled")):
-            return run
-        if time.monotonic() > deadline:
-            raise AssertionError(f"run {run_id} did not get there in {seconds} s: {run['state']}")
-        if until is not None:
-            time.sleep(0.01)
+        run = seen["run"] = resp.json["run"]
+        return until(run) if until else run["state"] in ("succeeded", "failed", "cancelled")
+
+    if poll(arrived, timeout=seconds, interval=0 if until is None else 0.01):  # without until the GET long-polls
+        return seen["run"]
+    raise AssertionError(f"run {run_id} did not get there in {seconds} s: {seen['run']['state']}")
 
 
 def steps_by_id(run):

@@ -1,9 +1,9 @@
 """The analytics engine as one object: store, recorder, writer, reports; and its wiring into the app.
 
-``install(app)`` is called by the composition root when ``analytics.enabled``:
-it opens ``{data_dir}/analytics.db``, replaces ``app.events`` with the
-recorder, records ``api_request``/``auth_failed`` for answered requests,
-and registers the health check, metrics and the shutdown flush.
+The composition root builds it when ``analytics.enabled``: it opens
+``{data_dir}/analytics.db``; its recorder is the app's event sink; its
+``observe`` records ``api_request``/``auth_failed`` for answered requests;
+``register_metrics`` adds its counters.
 """
 
 import os
@@ -11,6 +11,7 @@ import threading
 import time
 
 from ..errors import ConfigError
+from ..http.request import KNOWN_METHODS
 from . import entities, reports
 from .recorder import Recorder
 from .retention import RetentionSchedule
@@ -19,7 +20,6 @@ from .writer import JsonlSink, Writer
 
 DB_NAME = "analytics.db"
 RESTORE_SESSIONS_LIMIT = 100_000
-KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 def settings(config):
@@ -64,9 +64,6 @@ class Analytics:
                              on_dropped=self.recorder.count_dropped)
         self._close_lock = threading.Lock()
         self._closed = False
-        # Set by install(): the workflow engine's own count of running runs, when there is one;
-        # it knows about runs resumed after a restart, which never send a second workflow_started.
-        self.running_workflows = None
 
     @classmethod
     def from_config(cls, config, *, clock, logger):
@@ -109,18 +106,17 @@ class Analytics:
 
     # -- reports ------------------------------------------------------------------------------
 
-    def real_time(self):
-        """The in-memory real-time metrics."""
+    def real_time(self, workflows_running=None):
+        """The in-memory real-time metrics; ``workflows_running`` is the workflow engine's own count
+        (it knows about runs resumed after a restart, which never send a second ``workflow_started``)."""
         snapshot = self.recorder.realtime()
-        if self.running_workflows is not None:
-            running = self.running_workflows()
-            if running is not None:
-                snapshot["workflows_running"] = running
+        if workflows_running is not None:
+            snapshot["workflows_running"] = workflows_running
         return snapshot
 
-    def overview(self, days):
+    def overview(self, days, workflows_running=None):
         """The aggregate report for the last ``days`` days."""
-        real_time = self.real_time()
+        real_time = self.real_time(workflows_running)
         with self.store.reading() as conn:
             return reports.overview(conn, self.clock(), days, real_time)
 
@@ -202,57 +198,23 @@ class Analytics:
             self.store.close()
 
 
-def install(app):
-    """Wire the analytics engine into ``app`` (see the module docstring); returns it."""
-    engine = Analytics.from_config(app.config, clock=app.clock, logger=app.logger)
-    app.analytics = engine
-    app.events = engine.recorder
-    app.observers.append(engine.observe)
-    app.health_checks["analytics"] = engine.health
-    app.shutdown_hooks.append(engine.close)
-    engine.running_workflows = lambda: _running_workflows(app)
-    _register_metrics(app, engine)
-    engine.start()
-    return engine
-
-
-def _running_workflows(app):
-    workflows = getattr(app, "workflows", None)  # built after analytics; looked up per call
-    stats = getattr(workflows, "stats", None)
-    if stats is None:
-        return None
-    try:
-        return int(stats()["running"])
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
-def _register_metrics(app, engine):
-    events = app.metrics.counter("bmad_analytics_events_total", "Analytics events accepted onto the queue.",
-                                 ("type",))
-    dropped = app.metrics.counter("bmad_analytics_events_dropped_total",
-                                  "Analytics events lost: queue full, write error, unknown type or after close.",
-                                  ("reason",))
-    depth = app.metrics.gauge("bmad_analytics_queue_depth", "Analytics events waiting for the writer.")
-    reported = {"events": {}, "dropped": {}}
-    lock = threading.Lock()
+def register_metrics(metrics, engine):
+    """The analytics counters and queue gauge; the counts live in the recorder (cheap on the request path)
+    and are copied in at scrape time."""
+    events = metrics.collected_counter("bmad_analytics_events_total", "Analytics events accepted onto the queue.",
+                                       ("type",))
+    dropped = metrics.collected_counter(
+        "bmad_analytics_events_dropped_total",
+        "Analytics events lost: queue full, write error, unknown type or after close.", ("reason",))
+    depth = metrics.gauge("bmad_analytics_queue_depth", "Analytics events waiting for the writer.")
 
     def collect():
-        """Bring the analytics counters and the queue-depth gauge up to date (before each scrape)."""
-        # Counts live in the recorder (cheap on the request path); the counters catch up at scrape time.
-        with lock:
-            _catch_up(engine.recorder.stats())
-
-    def _catch_up(s):
-        for family, name, label in ((events, "events", "type"), (dropped, "dropped", "reason")):
-            current = s["recorded" if name == "events" else "dropped"]
-            seen = reported[name]
-            for key, value in current.items():
-                delta = value - seen.get(key, 0)
-                if delta > 0 or key not in seen:
-                    family.inc(max(delta, 0), **{label: key})
-                    seen[key] = value
+        s = engine.recorder.stats()
+        for key, value in s["recorded"].items():
+            events.set(value, type=key)
+        for key, value in s["dropped"].items():
+            dropped.set(value, reason=key)
         depth.set(s["queue_depth"])
 
-    app.metrics.add_collector(collect)
+    metrics.add_collector(collect)
 

@@ -123,19 +123,11 @@ class RealTime:
 
     def user_seen(self, ts, user):
         """Note ``user`` as active at ``ts``."""
-        users = self.active_users
-        users[user] = ts
-        users.move_to_end(user)
-        if len(users) > MAX_ACTIVE_USERS:
-            users.popitem(last=False)
+        _touch(self.active_users, user, ts, MAX_ACTIVE_USERS)
 
     def workflow_started(self, ts, run_id):
         """Count ``run_id`` as running from ``ts`` (forgotten after a day without an end)."""
-        runs = self.running
-        runs[run_id] = ts
-        runs.move_to_end(run_id)
-        if len(runs) > MAX_RUNNING_WORKFLOWS:
-            runs.popitem(last=False)
+        _touch(self.running, run_id, ts, MAX_RUNNING_WORKFLOWS)
 
     def workflow_ended(self, run_id):
         """``run_id`` completed or failed."""
@@ -174,3 +166,11 @@ class RealTime:
             "tokens_last_hour": {"prompt": prompt, "completion": completion, "total": prompt + completion},
             "cost_usd_last_hour": round(cost, 6),
         }
+
+
+def _touch(table, key, ts, limit):
+    """Note ``key`` at ``ts`` in an ordered ``table`` of at most ``limit`` entries (the oldest go first)."""
+    table[key] = ts
+    table.move_to_end(key)
+    if len(table) > limit:
+        table.popitem(last=False)

@@ -1,30 +1,25 @@
-"""The analytics database: one file, WAL, ordered migrations, pooled read-only readers.
+"""The analytics database: its schema migrations, and the file opened through ``bmad/sqlite.py``.
 
-``Store.open(path)`` creates the file when needed, sets the pragmas, and
-applies the migrations that are not yet recorded in ``schema_migrations``,
-each in its own transaction. The write connection belongs to the writer
-thread; reports borrow read-only connections from a small pool, each with a
-time limit so a runaway query is interrupted instead of holding a thread.
+``Store.open(path)`` creates the file when needed and applies the
+migrations not yet recorded. The write connection belongs to the writer
+thread; reports borrow time-limited read-only connections from the pool.
 """
 
 import os
 import sqlite3
-import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
-from ..errors import ConfigError, ServiceUnavailable
+from .. import sqlite
+from ..errors import ConfigError
 
-BUSY_TIMEOUT_MS = 5000
-READ_TIME_LIMIT_SECONDS = 10.0
+READ_TIME_LIMIT_SECONDS = sqlite.READ_TIME_LIMIT_SECONDS
 MAX_IDLE_READERS = 4
 # Reports run at most this many at once, each on a pooled reader with a small page cache: many
 # concurrent report queries would each hold a page cache and sorter memory, and readers opened
 # and closed under load leave the C heap fragmented (RSS grows though SQLite frees the memory).
 MAX_CONCURRENT_READS = 4
 READER_CACHE_KIB = 512
-READ_QUEUE_SECONDS = 10.0
 WRITER_CACHE_KIB = 2048
 WAL_AUTOCHECKPOINT_PAGES = 4000
 
@@ -116,37 +111,18 @@ MIGRATIONS = (
 
 
 def migrate(conn, clock=time.time, migrations=MIGRATIONS):
-    """Apply the migrations not yet recorded, each in one transaction; returns the names applied."""
-    conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
-    applied = []
-    for name, apply in migrations:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            # Checked inside the transaction so two processes opening one file cannot both apply it.
-            if conn.execute("SELECT 1 FROM schema_migrations WHERE name = ?", (name,)).fetchone():
-                conn.execute("COMMIT")
-                continue
-            apply(conn)
-            conn.execute("INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)", (name, clock()))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        applied.append(name)
-    return applied
+    """Apply the analytics migrations not yet recorded; returns the names applied."""
+    return sqlite.migrate(conn, migrations, clock)
 
 
 class Store:
-    """The analytics database file: its write connection and a pool of read-only connections."""
+    """The analytics database file: its write connection and a pool of time-limited read-only readers."""
 
     def __init__(self, path, write_conn):
         self.path = str(path)
         self.write_conn = write_conn
-        self._uri = Path(self.path).resolve().as_uri() + "?mode=ro"
-        self._idle = []
-        self._lock = threading.Lock()
-        self._read_slots = threading.BoundedSemaphore(MAX_CONCURRENT_READS)
-        self._closed = False
+        self.readers = sqlite.ReaderPool(self.path, name="analytics", max_idle=MAX_IDLE_READERS,
+                                         max_concurrent=MAX_CONCURRENT_READS, cache_kib=READER_CACHE_KIB)
 
     @classmethod
     def open(cls, path, clock=time.time):
@@ -154,82 +130,23 @@ class Store:
         path = Path(path)
         try:
             os.makedirs(path.parent, exist_ok=True)
-            conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False,
-                                   timeout=BUSY_TIMEOUT_MS / 1000.0)
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if mode.lower() != "wal":
-                raise sqlite3.OperationalError(f"cannot switch to WAL mode (got {mode})")
-            # In WAL mode NORMAL only risks the last commits on power loss, never corruption.
-            conn.execute("PRAGMA synchronous = NORMAL")
             # Batches touch index pages all over the file: a larger cache and rarer checkpoints keep
             # each commit's I/O down (the WAL then peaks near 16 MB between checkpoints).
-            conn.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
-            conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
+            conn = sqlite.open_writer(path, cache_kib=WRITER_CACHE_KIB, wal_autocheckpoint=WAL_AUTOCHECKPOINT_PAGES)
             migrate(conn, clock)
         except (OSError, sqlite3.Error) as e:
             raise ConfigError(f"analytics database {path}: cannot open it ({e})") from None
         return cls(path, conn)
 
-    def _connect_reader(self):
-        conn = sqlite3.connect(self._uri, uri=True, isolation_level=None, check_same_thread=False,
-                               timeout=BUSY_TIMEOUT_MS / 1000.0)
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        conn.execute(f"PRAGMA cache_size = -{READER_CACHE_KIB}")
-        return conn
-
-    @contextmanager
     def reading(self, time_limit=READ_TIME_LIMIT_SECONDS):
         """Lend a read-only connection; queries running past ``time_limit`` seconds are interrupted (503).
 
-        At most ``MAX_CONCURRENT_READS`` readers are lent at once; a report that cannot get one within
-        ``READ_QUEUE_SECONDS`` is answered 503 with Retry-After.
+        At most ``MAX_CONCURRENT_READS`` readers are lent at once; a report that cannot get one in time is
+        answered 503 with Retry-After.
         """
-        if not self._read_slots.acquire(timeout=READ_QUEUE_SECONDS):
-            raise ServiceUnavailable("too many analytics reports are running; try again shortly",
-                                     type="analytics_busy", headers={"Retry-After": "1"})
-        try:
-            with self._lock:
-                conn = self._idle.pop() if self._idle else None
-            try:
-                if conn is None:
-                    conn = self._connect_reader()
-            except sqlite3.Error as e:
-                raise ServiceUnavailable(f"the analytics database cannot be read: {e}",
-                                         type="analytics_unavailable") from None
-            with self._borrowed(conn, time_limit) as borrowed:
-                yield borrowed
-        finally:
-            self._read_slots.release()
-
-    @contextmanager
-    def _borrowed(self, conn, time_limit):
-        deadline = time.monotonic() + time_limit
-        conn.set_progress_handler(lambda: 1 if time.monotonic() > deadline else 0, 20000)
-        healthy = True
-        try:
-            yield conn
-        except sqlite3.OperationalError as e:
-            healthy = False
-            if "interrupted" in str(e):
-                raise ServiceUnavailable(f"the analytics query took longer than {time_limit:g} s",
-                                         type="analytics_timeout") from None
-            raise ServiceUnavailable(f"the analytics database cannot be read: {e}",
-                                     type="analytics_unavailable") from None
-        finally:
-            conn.set_progress_handler(None, 0)
-            with self._lock:
-                keep = healthy and not self._closed and len(self._idle) < MAX_IDLE_READERS
-                if keep:
-                    self._idle.append(conn)
-            if not keep:
-                conn.close()
+        return self.readers.reading(time_limit)
 
     def close(self):
         """Close every pooled reader and the write connection."""
-        with self._lock:
-            self._closed = True
-            idle, self._idle = self._idle, []
-        for conn in idle:
-            conn.close()
+        self.readers.close()
         self.write_conn.close()

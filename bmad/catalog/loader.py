@@ -13,7 +13,7 @@ from ..errors import ConfigError, NotFound
 
 SHIPPED_DIR = Path(__file__).parent
 ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
-TOOL_FIELDS = {"id": str, "name": str, "description": str, "role": str, "instructions": str, "inputs": list,
+TOOL_FIELD_TYPES = {"id": str, "name": str, "description": str, "role": str, "instructions": str, "inputs": list,
                "consumes": list, "produces": str}
 WORKFLOW_FIELDS = {"id": str, "name": str, "description": str, "inputs": list, "steps": list}
 SUMMARY_FIELDS = ("id", "name", "description", "role", "inputs", "consumes", "produces")
@@ -75,7 +75,7 @@ class Catalog:
             tools.update(_load_dir(user_dir, "tools"))
             workflows.update(_load_dir(user_dir, "workflows"))
         for tool in tools.values():
-            _check_fields(tool, TOOL_FIELDS)
+            _check_fields(tool, TOOL_FIELD_TYPES)
             _check_inputs(tool)
         for workflow in workflows.values():
             _check_fields(workflow, WORKFLOW_FIELDS)

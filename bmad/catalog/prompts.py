@@ -3,35 +3,44 @@
 from ..errors import BadRequest
 
 
+def check_inputs(declared, values, owner, field):
+    """Check an object of input name -> text against ``declared`` (``[{name, required}]``); 400 names each bad one.
+
+    ``owner`` says whose inputs they are (``tool 'analyst'``), ``field`` the body field (``input``).
+    Returns the values as a new dict.
+    """
+    names = [item["name"] for item in declared]
+    checked = {}
+    for name, value in values.items():
+        if name not in names:
+            raise BadRequest(f"unknown input '{field}.{name}' for {owner}; it takes: {', '.join(names) or 'nothing'}",
+                             param=f"{field}.{name}")
+        if not isinstance(value, str):
+            raise BadRequest(f"input '{field}.{name}' must be a string", param=f"{field}.{name}")
+        checked[name] = value
+    missing = [item["name"] for item in declared if item["required"] and not checked.get(item["name"], "").strip()]
+    if missing:
+        raise BadRequest(f"missing required input(s) for {owner}: {', '.join(field + '.' + m for m in missing)}",
+                         param=f"{field}.{missing[0]}")
+    return checked
+
+
 def normalize_inputs(tool, raw):
     """Validate a run body's ``input`` against the tool's declared inputs.
 
     ``raw`` may be text (it fills the tool's first declared input) or an
     object of field -> text. Returns a dict; 400 names each bad field.
     """
-    declared = [item["name"] for item in tool["inputs"]]
+    owner = f"tool '{tool['id']}'"
     if raw is None:
-        values = {}
+        raw = {}
     elif isinstance(raw, str):
-        if not declared:
-            raise BadRequest(f"tool '{tool['id']}' takes no inputs", param="input")
-        values = {declared[0]: raw}
-    elif isinstance(raw, dict):
-        values = {}
-        for name, value in raw.items():
-            if name not in declared:
-                raise BadRequest(f"unknown input field 'input.{name}' for tool '{tool['id']}'; "
-                                 f"it takes: {', '.join(declared) or 'nothing'}", param=f"input.{name}")
-            if not isinstance(value, str):
-                raise BadRequest(f"input field 'input.{name}' must be a string", param=f"input.{name}")
-            values[name] = value
-    else:
+        if not tool["inputs"]:
+            raise BadRequest(f"{owner} takes no inputs", param="input")
+        raw = {tool["inputs"][0]["name"]: raw}
+    elif not isinstance(raw, dict):
         raise BadRequest("field 'input' must be a string or an object of strings", param="input")
-    missing = [item["name"] for item in tool["inputs"] if item["required"] and not values.get(item["name"], "").strip()]
-    if missing:
-        raise BadRequest(f"missing required input(s) for tool '{tool['id']}': {', '.join(missing)}",
-                         param=f"input.{missing[0]}")
-    return values
+    return check_inputs(tool["inputs"], raw, owner, "input")
 
 
 def normalize_context(raw):

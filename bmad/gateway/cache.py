@@ -28,7 +28,8 @@ EXPIRED = "expired"
 # body is part of the key, so an unknown new parameter can never make two
 # different answers collide.
 NON_OUTPUT_PARAMS = frozenset({
-    "stream", "stream_options", "user", "metadata", "store", "request_id", "x_request_id", "messages",
+    "stream", "stream_options", "user", "metadata", "store", "service_tier", "request_id", "x_request_id",
+    "messages",
 })
 KEY_VERSION = "bmad-cache-v1"
 SHARED_SCOPE = "*"
@@ -162,19 +163,21 @@ class TTLCache:
 
 
 class CachedAnswer:
-    """A stored response: its body and the headers that describe it; ``len`` is its size in bytes."""
+    """A stored answer: its encoded body, the headers that describe it, and what made it
+    (``meta``: any small value the owner wants back); ``len`` is its size in bytes."""
 
-    __slots__ = ("body", "headers")
+    __slots__ = ("body", "headers", "meta")
 
-    def __init__(self, body, headers=None):
+    def __init__(self, body, headers=None, meta=None):
         self.body = body
         self.headers = dict(headers or {})
+        self.meta = meta
 
     def __len__(self):
         return len(self.body) + sum(len(k) + len(v) for k, v in self.headers.items())
 
 
-Hit = namedtuple("Hit", "body headers age")
+Hit = namedtuple("Hit", "body headers age meta")
 
 
 def canonical_json(value):
@@ -231,16 +234,16 @@ class ResponseCache:
         if entry is None:
             return None
         answer = entry.value
-        return Hit(answer.body, dict(answer.headers), max(0, int(self.cache.clock() - entry.stored_at)))
+        return Hit(answer.body, dict(answer.headers), max(0, int(self.cache.clock() - entry.stored_at)), answer.meta)
 
-    def store(self, key, body, headers=None):
+    def store(self, key, body, headers=None, meta=None):
         """Cache an encoded response ``body`` (bytes) and the ``headers`` to replay with it.
 
         False when disabled or when it is larger than ``max_entry_bytes``.
         """
         if not self.enabled:
             return False
-        return self.cache.set(key, CachedAnswer(body, headers))
+        return self.cache.set(key, CachedAnswer(body, headers, meta))
 
     def stats(self):
         """The cache's stats plus ``enabled`` and ``shared``."""

@@ -13,6 +13,7 @@ import copy
 import threading
 
 from ..errors import GatewayTimeout, InternalError
+from ..providers.cancel import Cancelled
 
 IMMUTABLE = (bytes, str, int, float, bool, type(None))
 
@@ -62,34 +63,52 @@ class SingleFlight:
         waiter, and a 504 ``GatewayTimeout`` to a waiter whose leader took
         longer than ``timeout``.
         """
+        flight, leader = self.join(key)
+        if not leader:
+            return self.wait(flight), True
+        try:
+            result = fn()
+        except BaseException as e:
+            self.land(key, flight, None, e)
+            raise
+        self.land(key, flight, result, None)
+        return result, False
+
+    def join(self, key):
+        """``(flight, leader)``: lead a new flight for ``key``, or join the one in the air."""
         with self._lock:
             flight = self._flights.get(key)
             if flight is None:
                 flight = self._flights[key] = _Flight()
                 self.leaders += 1
-                leader = True
-            else:
-                flight.waiters += 1
-                leader = False
-        if leader:
-            return self._lead(key, flight, fn), False
-        return self._wait(flight), True
+                return flight, True
+            flight.waiters += 1
+            return flight, False
 
-    def _lead(self, key, flight, fn):
-        try:
-            flight.result = fn()
-            return flight.result
-        except BaseException as e:
+    def lead(self, key):
+        """A new flight for ``key`` led by the caller, or None when one is in the air already (no joining)."""
+        with self._lock:
+            if key in self._flights:
+                return None
+            flight = self._flights[key] = _Flight()
+            self.leaders += 1
+            return flight
+
+    def land(self, key, flight, result, error):
+        """The leader's outcome: release everyone waiting on ``flight``."""
+        if error is not None:
             # KeyboardInterrupt/SystemExit in the leader must still release the waiters
-            flight.error = e if isinstance(e, Exception) else InternalError(
+            flight.error = error if isinstance(error, Exception) else InternalError(
                 "the identical request this one was waiting for was interrupted")
-            raise
-        finally:
-            with self._lock:
-                self._flights.pop(key, None)
-            flight.done.set()
+        else:
+            flight.result = result
+        with self._lock:
+            if self._flights.get(key) is flight:
+                del self._flights[key]
+        flight.done.set()
 
-    def _wait(self, flight):
+    def wait(self, flight):
+        """The leader's result (a private copy), or its error raised; 504 after ``timeout``."""
         if not flight.done.wait(self.timeout):
             with self._lock:
                 self.timeouts += 1
@@ -111,3 +130,45 @@ class SingleFlight:
             return {"coalesced": self.coalesced, "in_flight": len(self._flights),
                     "waiting": sum(f.waiters for f in self._flights.values()), "leaders": self.leaders,
                     "timeouts": self.timeouts}
+
+
+class DedupPlugin:
+    """The pipeline plugin: identical concurrent non-streamed calls (same cache key) share one upstream call.
+
+    Followers get ``X-Dedup: coalesced`` and a copy of the leader's answer, or its error.
+    """
+
+    name = "dedup"
+
+    def __init__(self, flights):
+        self.flights = flights
+
+    def pre(self, call):
+        """Lead the flight of this call's key, or wait for its leader."""
+        key = call.state.get("cache_key")
+        if key is None or call.chat.stream:
+            return None
+        if call.chat.cancel is not None:
+            # A call its caller may abandon (a workflow step) never waits on another's: its cancel must stop
+            # its own upstream call, and no one else's cancel may end it.
+            flight = self.flights.lead(key)
+            if flight is not None:
+                call.state["flight"] = flight
+            return None
+        flight, leader = self.flights.join(key)
+        if leader:
+            call.state["flight"] = flight
+            return None
+        try:
+            result = self.flights.wait(flight)
+        except Cancelled:
+            return None  # the leader's caller gave up, which is no answer for this one: make our own call
+        call.state["coalesced"] = True
+        call.headers["X-Dedup"] = "coalesced"
+        return result
+
+    def post(self, call, result, error):
+        """Release the followers with the leader's outcome."""
+        flight = call.state.get("flight")
+        if flight is not None:
+            self.flights.land(call.state["cache_key"], flight, result, error)

@@ -11,9 +11,12 @@ upstream 4xx passed back to the caller as it was.
 
 import json
 import time
+import traceback
 
 from ..errors import HTTPError
+from ..http.request import dumps
 from ..providers.base import CONNECTION, ProviderError
+from ..providers.sse import event
 
 
 class Completion:
@@ -21,14 +24,17 @@ class Completion:
 
     ``body`` is the OpenAI ``chat.completion`` dict; ``usage`` has
     ``prompt_tokens``, ``completion_tokens``, ``total_tokens``; ``attempts``
-    counts the providers tried; ``failures`` lists ``{provider, model, reason}``
-    for each candidate that failed or was skipped on the way.
+    counts the providers tried (0: answered from the cache); ``failures``
+    lists ``{provider, model, reason}`` for each candidate that failed or was
+    skipped on the way. ``encoded()`` is the body as JSON bytes, encoded once.
     """
 
-    __slots__ = ("body", "provider", "model", "usage", "cost_usd", "latency_ms", "attempts", "failures")
+    __slots__ = ("_body", "_encoded", "provider", "model", "usage", "cost_usd", "latency_ms", "attempts",
+                 "failures")
 
-    def __init__(self, body, provider, model, usage, cost_usd, latency_ms, attempts, failures):
-        self.body = body
+    def __init__(self, body, provider, model, usage, cost_usd, latency_ms, attempts, failures, encoded=None):
+        self._body = body
+        self._encoded = encoded
         self.provider = provider
         self.model = model
         self.usage = usage
@@ -36,6 +42,29 @@ class Completion:
         self.latency_ms = latency_ms
         self.attempts = attempts
         self.failures = failures
+
+    @classmethod
+    def cached(cls, encoded, meta):
+        """A completion answered from the cache: its stored bytes and ``meta()``; no provider was asked."""
+        provider, model, usage, cost_usd, latency_ms = meta
+        return cls(None, provider, model, dict(usage), cost_usd, latency_ms, 0, [], encoded)
+
+    @property
+    def body(self):
+        """The ``chat.completion`` dict (decoded on first use when the answer came from the cache)."""
+        if self._body is None:
+            self._body = json.loads(self._encoded)
+        return self._body
+
+    def encoded(self):
+        """The body as compact UTF-8 JSON bytes."""
+        if self._encoded is None:
+            self._encoded = dumps(self._body)
+        return self._encoded
+
+    def meta(self):
+        """What the cache keeps beside the body, to give back an equal ``Completion``."""
+        return (self.provider, self.model, self.usage, self.cost_usd, self.latency_ms)
 
     def headers(self):
         """The ``X-BMAD-*`` response headers."""
@@ -67,7 +96,7 @@ def error_event(error):
     """The SSE event that ends a stream whose upstream failed after the first byte."""
     body = {"error": {"message": f"the upstream failed mid-stream: {error.message}", "type": "upstream_error",
                       "param": None, "code": error.kind}}
-    return b"data: " + json.dumps(body, separators=(",", ":")).encode("utf-8") + b"\n\n"
+    return event(body)
 
 
 class RoutedStream:
@@ -97,6 +126,7 @@ class RoutedStream:
         self.cost_usd = 0.0
         self.latency_ms = None
         self.outcome = None
+        self.on_finish = []  # pipeline post-hooks that need the final usage: called once with this stream
         self._gen = None
 
     def headers(self):
@@ -147,11 +177,18 @@ class RoutedStream:
                 breaker.record_success(self.permit)
                 self.outcome = "success"
             self.cost_usd = router.telemetry.succeeded(cand.provider, cand.model, done - self.started, prompt,
-                                                       completion, self.user, status=self.outcome)
+                                                       completion, self.user, status=self.outcome,
+                                                       request_id=self.request_id, upstream_id=upstream.upstream_id)
         else:
             router.settle(breaker, self.permit, error)
             self.outcome = "error"
             self.cost_usd = router.telemetry.failed(cand.provider, cand.model, error, done - self.started, self.user,
-                                                    self.request_id, prompt, completion)
+                                                    self.request_id, prompt, completion, upstream.upstream_id)
         self.usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
         self.latency_ms = round((done - self.began) * 1000.0, 3)
+        for finished in self.on_finish:
+            try:
+                finished(self)
+            except Exception:
+                router.logger.error("a stream's finish hook failed", request_id=self.request_id,
+                                    error=traceback.format_exc(limit=5))

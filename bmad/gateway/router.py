@@ -1,24 +1,28 @@
 """The provider router: which provider answers a model, in what order, and what happens when one fails.
 
-A requested model resolves through the ``models`` aliases first (``bmad-default``
-defaults to every provider in order), then as ``provider/model``, then to
-every provider that serves it (one with no ``models`` list serves any);
-nothing -> 404 ``model_not_found``. ``round_robin`` (the default; per alias
+A requested model resolves to candidates in ``resolver.py`` (aliases,
+``provider/model``, listed names, ``type/model``, patterns; nothing -> 404
+``model_not_found``). ``round_robin`` (the default; per alias
 ``routing.per_model``) rotates which candidate goes first, in proportion to
 ``weight``, and fails over through the rest in list order; ``priority``
 always starts at the first. Providers whose circuit is open, whose last
-health check failed, or that a 429 asked to wait are skipped.
+health check failed, or that a 429 asked to wait are skipped -- except that
+when no candidate is left and one is out only for a failed health check, one
+live request goes to it as a trial (one per failed check); any request a
+provider answers marks it healthy again at once.
 
 Retryable failures move on to the next candidate at once; an upstream 4xx
-the caller caused goes back as it is (except a 404 from a provider that was
-a candidate only because it takes any model name: that one just lacks the
-model, so the next candidate is tried). When every candidate fails: 502, or
-503 ``all_providers_unavailable`` when none could be tried, or 504 when the
-last failure was a timeout; the message lists each attempt.
+the caller caused goes back as it is (except a 404 from a ``loose``
+candidate, one that only matched a pattern or takes any model name: that
+one just lacks the model, so the next candidate is tried). When every
+candidate fails: 502, or 503 ``all_providers_unavailable`` when none could
+be tried, or 504 when the last failure was a timeout; the message lists each
+attempt. The caller's request id goes upstream as ``X-Request-ID``; the
+upstream's own request id is recorded with each attempt.
 
 Methods for the caller: ``complete(chat, user=, request_id=)`` ->
 ``Completion``; ``stream(...)`` -> ``RoutedStream``; ``resolve(model)``;
-``route_key(model)``; ``models()``; ``providers_status()``;
+``route_key(model)``; ``models()``; ``model(id)``; ``providers_status()``;
 ``health_summary()``; ``pool_stats()``; ``breaker_states()``; ``start()``;
 ``close()``.
 """
@@ -26,43 +30,26 @@ Methods for the caller: ``complete(chat, user=, request_id=)`` ->
 import threading
 import time
 
+from .chat import DEFAULT_ALIAS
 from .breaker import CircuitBreaker, State
-from ..errors import BadGateway, ConfigError, GatewayTimeout, NotFound, ServiceUnavailable
+from ..errors import BadGateway, ConfigError, GatewayTimeout, ServiceUnavailable
 from ..providers.pool import ConnectionPool
 from .pricing import Pricing
 from .health import ProviderHealth
+from .resolver import DEFAULT_ALIAS, Candidate, ModelResolver, Route  # noqa: F401 (re-exported)
 from .telemetry import ProviderTelemetry
 from ..providers import build_provider
 from ..providers.base import CLIENT, RATE_LIMITED, TIMEOUT, UNSUPPORTED, ProviderError
 from ..providers.settings import ProviderSpec, alias_entries, load_specs, routing_strategies
 from .results import Completion, RoutedStream, UpstreamRejected
 
-DEFAULT_ALIAS = "bmad-default"
-MAX_ROUTES = 1024
+MAX_ROUTES = 1024  # round-robin score tables kept
 MAX_COOLDOWN_SECONDS = 3600.0
 DEFAULT_COOLDOWN_SECONDS = 1.0
-
-
-class Candidate:
-    """One way to serve a route: a provider and the model name it is asked for."""
-
-    __slots__ = ("provider", "model")
-
-    def __init__(self, provider, model):
-        self.provider = provider
-        self.model = model
-
-
-class Route:
-    """A requested model, resolved: its candidates in list order and how to order them."""
-
-    __slots__ = ("name", "candidates", "strategy", "wildcard")
-
-    def __init__(self, name, candidates, strategy, wildcard=False):
-        self.name = name
-        self.candidates = candidates
-        self.strategy = strategy
-        self.wildcard = wildcard  # resolved to providers that serve any model
+FAILED_CHECK = "failed its last health check"
+OFFLINE_ONLY_WARNING = ("no LLM provider is configured: every answer is the offline provider's placeholder "
+                        "(set OPENAI_API_KEY, ANTHROPIC_API_KEY, AZURE_OPENAI_* or 'providers'; "
+                        "'providers_required: true' makes this a startup error)")
 
 
 def _usage(prompt, completion):
@@ -78,24 +65,24 @@ class LLMRouter:
         self.providers = providers
         self.by_name = {p.name: p for p in providers}
         self.aliases = aliases
-        self.strategy = strategy
-        self.per_model = per_model or {}
         self.clock = clock
         self.logger = logger
         self.pool = pool
         self.pricing = pricing or Pricing.load()
+        self.health = ProviderHealth(providers, interval=health_interval, clock=clock, logger=logger)
+        self.resolver = ModelResolver(providers, aliases, strategy=strategy, per_model=per_model,
+                                      listed=self.health.listed, generation=self.health.generation)
         known = {c.model for cands in aliases.values() for c in cands}
-        known |= {m for p in providers for m in (p.spec.models or ())} | {"offline"}
+        known |= {m for p in providers for m in p.spec.model_names} | {"offline"}
+        known |= {self.resolver.default_model(p) for p in providers}
         self.telemetry = ProviderTelemetry(providers, known, pricing=self.pricing, metrics=metrics, logger=logger,
                                            record_event=record_event or (lambda *a, **k: None))
         self.breakers = {p.name: CircuitBreaker(p.name, failure_threshold=failure_threshold,
                                                 recovery_seconds=recovery_seconds, clock=clock,
                                                 on_change=self.telemetry.circuit_changed) for p in providers}
-        self.health = ProviderHealth(providers, interval=health_interval, clock=clock, logger=logger)
-        self._lock = threading.Lock()  # round-robin weights, cooldowns and the route cache
+        self._lock = threading.Lock()  # round-robin weights and cooldowns
         self._weights = {}
         self._cooldown = {}
-        self._routes = {}
         metrics.add_collector(self._collect)
 
     @classmethod
@@ -103,6 +90,11 @@ class LLMRouter:
         """Build the router, its providers and its connection pool from the configuration."""
         specs = load_specs(config.get("providers", []), environ)
         routing = config.get("routing", {})
+        if all(spec.type == "offline" for spec in specs):
+            if config.get("providers_required"):
+                raise ConfigError("config key 'providers_required' is true but no LLM provider is configured "
+                                  "(set OPENAI_API_KEY, ANTHROPIC_API_KEY, AZURE_OPENAI_* or 'providers')")
+            logger.warning(OFFLINE_ONLY_WARNING)
         pool = ConnectionPool(max_total=routing.get("max_total_connections", 200))
         if not specs:  # nothing configured: every endpoint still works, offline
             specs = [ProviderSpec("offline", "offline")]
@@ -110,8 +102,6 @@ class LLMRouter:
         by_name = {p.name: p for p in providers}
         aliases = {alias: [Candidate(by_name[name], model) for name, model in pairs]
                    for alias, pairs in alias_entries(config.get("models", {}), list(by_name)).items()}
-        if DEFAULT_ALIAS not in aliases:  # every provider in order, each with its first (or default) model
-            aliases[DEFAULT_ALIAS] = [Candidate(p, (p.spec.models or (p.default_model,))[0]) for p in providers]
         strategy, per_model = routing_strategies(routing)
         breaker = config.get("circuit_breaker", {})
         threshold, recovery = breaker.get("failure_threshold", 5), breaker.get("recovery_seconds", 120.0)
@@ -131,41 +121,23 @@ class LLMRouter:
 
     # -- resolution and ordering ----------------------------------------------------------------
 
+    @property
+    def offline_only(self):
+        """True when the offline provider is the only one: every answer is a placeholder."""
+        return self.resolver.offline_only
+
     def resolve(self, model):
         """The ``Route`` for a requested model; 404 ``model_not_found`` when nothing serves it."""
-        route = self._routes.get(model)
-        if route is not None:
-            return route
-        strategy = self.per_model.get(model, self.strategy)
-        wildcard = False
-        if model in self.aliases:
-            candidates = self.aliases[model]
-        else:
-            prefix, _, rest = model.partition("/")
-            if rest and prefix in self.by_name:
-                candidates = [Candidate(self.by_name[prefix], rest)]
-            else:
-                candidates = [Candidate(p, model) for p in self.providers if p.accepts(model)]
-                wildcard = any(p.spec.models is None for p in self.providers)
-        if not candidates:
-            raise NotFound(f"model '{model[:200]}' is not served here: it is no alias and no provider lists it; "
-                           "GET /v1/models lists what is", type="invalid_request_error", code="model_not_found",
-                           param="model")
-        route = Route(model, candidates, strategy, wildcard)
-        with self._lock:
-            if len(self._routes) >= MAX_ROUTES:
-                self._routes.clear()
-            self._routes[model] = route
-        return route
+        return self.resolver.resolve(model)
 
     def route_key(self, model):
         """The resolved route as JSON-able data (``[[provider, model], ...]``): part of a cache key."""
         return [[c.provider.name, c.model] for c in self.resolve(model).candidates]
 
-    def _unavailable(self, provider, now):
+    def _unavailable(self, provider, now, *, health=True):
         """Why ``provider`` is skipped now, or None when it may be tried."""
-        if not self.health.healthy(provider.name):
-            return "failed its last health check"
+        if health and not self.health.healthy(provider.name):
+            return FAILED_CHECK
         until = self._cooldown.get(provider.name)
         if until is not None and now < until:
             return f"rate limited by the provider for another {until - now:.1f}s"
@@ -183,6 +155,19 @@ class LLMRouter:
         else:
             first = self._pick(route.name, live)
         return [first] + [c for c in candidates if c is not first]
+
+    def _trial(self, order, now):
+        """The candidate to send one live trial request to, when every one is skipped and one only for its
+        failed health check (it may have come up since: a server that starts after the gateway); or None."""
+        if all(self.health.healthy(c.provider.name) for c in order) or any(
+                self._unavailable(c.provider, now) is None for c in order):
+            return None
+        for cand in order:
+            if (not self.health.healthy(cand.provider.name)
+                    and self._unavailable(cand.provider, now, health=False) is None
+                    and self.health.try_trial(cand.provider.name)):
+                return cand
+        return None
 
     def _pick(self, name, live):
         # Smooth weighted round robin (as nginx does): every pick adds each weight to its
@@ -212,17 +197,20 @@ class LLMRouter:
         route = self.resolve(chat.model)
         now = self.clock()
         order = self._order(route, now)
+        trial = self._trial(order, now)
         failures = []
         attempts = 0
         previous = None
         for index, cand in enumerate(order):
             provider = cand.provider
             breaker = self.breakers[provider.name]
-            reason = self._unavailable(provider, now)
+            reason = self._unavailable(provider, now, health=cand is not trial)
             permit = breaker.allow() if reason is None else None
             if permit is None:
                 failures.append({"provider": provider.name, "model": cand.model, "reason": reason or "circuit open",
                                  "kind": "skipped"})
+                if cand is trial:
+                    self.health.release_trial(provider.name)
                 continue
             if previous is not None:
                 self.telemetry.failover(previous, provider.name, cand.model, user, request_id)
@@ -237,29 +225,35 @@ class LLMRouter:
                     attempts -= 1
                     failures.append({"provider": provider.name, "model": cand.model, "reason": error.message,
                                      "kind": error.kind})
+                    if cand is trial:
+                        self.health.release_trial(provider.name)
                     continue
+                if error.kind == CLIENT:
+                    self.health.mark_up(provider.name)  # it answered: it is up
                 self.telemetry.failed(provider, cand.model, error, elapsed, user, request_id)
                 failures.append({"provider": provider.name, "model": cand.model,
                                  "reason": _reason(error), "kind": error.kind})
                 if error.kind == RATE_LIMITED:
                     self._cool_down(provider.name, error.retry_after)
-                if error.retryable or self._not_served(route, cand, error, index, order):
+                if error.retryable or self._not_served(cand, error, index, order):
                     previous = provider.name
                     now = self.clock()
                     continue
                 raise UpstreamRejected(provider.name, error, attempts) from None
             except BaseException:
                 breaker.release(permit)
+                if cand is trial:
+                    self.health.release_trial(provider.name)
                 raise
+            self.health.mark_up(provider.name)
             return result, cand, permit, attempts, failures, started
         raise self._exhausted(route, failures, attempts)
 
     @staticmethod
-    def _not_served(route, cand, error, index, order):
-        # A provider that takes any model name answers 404 for one it does not have;
-        # with more candidates left, that means "try the next", not "the caller erred".
-        return (error.status == 404 and route.wildcard and cand.provider.spec.models is None
-                and index < len(order) - 1)
+    def _not_served(cand, error, index, order):
+        # A provider that takes any model name (or matched only a pattern) answers 404 for one it
+        # does not have; with more candidates left, that means "try the next", not "the caller erred".
+        return error.status == 404 and cand.loose and index < len(order) - 1
 
     @staticmethod
     def settle(breaker, permit, error):
@@ -301,6 +295,9 @@ class LLMRouter:
             breaker = self.breakers[c.provider.name]
             if breaker.state is State.OPEN:
                 waits.append(breaker.recovery_seconds)
+            due = self.health.next_check(c.provider.name)
+            if not self.health.healthy(c.provider.name) and due is not None and due > now:
+                waits.append(due - now)
         return max(1, int(min(waits) + 0.999)) if waits else 1
 
     # -- the two ways to call -------------------------------------------------------------------
@@ -309,12 +306,13 @@ class LLMRouter:
         """Route one non-streamed chat request; returns a ``Completion`` or raises an ``HTTPError``."""
         began = time.perf_counter()
         reply, cand, permit, attempts, failures, started = self._run(
-            chat, lambda provider, model: provider.complete(chat, model), user, request_id)
+            chat, lambda provider, model: provider.complete(chat, model, request_id=request_id), user, request_id)
         done = time.perf_counter()
         self.breakers[cand.provider.name].record_success(permit)
         served = reply.body.get("model") if isinstance(reply.body.get("model"), str) else None
         cost = self.telemetry.succeeded(cand.provider, cand.model, done - started, reply.prompt_tokens,
-                                        reply.completion_tokens, user, served)
+                                        reply.completion_tokens, user, served, request_id=request_id,
+                                        upstream_id=reply.upstream_id)
         return Completion(reply.body, cand.provider.name, cand.model, _usage(reply.prompt_tokens,
                           reply.completion_tokens), cost, round((done - began) * 1000.0, 3), attempts, failures)
 
@@ -324,7 +322,7 @@ class LLMRouter:
 
         def open_stream(provider, model):
             """Open the upstream stream and read up to its first event (the last point to fail over)."""
-            upstream = provider.stream(chat, model)
+            upstream = provider.stream(chat, model, request_id=request_id)
             try:
                 upstream.prime()
             except BaseException:
@@ -344,11 +342,11 @@ class LLMRouter:
     def models(self):
         """``[(id, owner)]``: every alias (owner ``bmad-api``), then every model a provider lists
         (configured, or from its last health check), each once."""
-        seen = {name: "bmad-api" for name in self.aliases}
-        for p in self.providers:
-            for name in p.spec.models or self.health.snapshot(p.name)["models"] or ():
-                seen.setdefault(name, p.name)
-        return list(seen.items())
+        return self.resolver.models()
+
+    def model(self, model_id):
+        """``(id, owner)`` of a model ``models()`` lists (an alias or a provider's model); None otherwise."""
+        return next(((name, owner) for name, owner in self.resolver.models() if name == model_id), None)
 
     def providers_status(self):
         """One entry per provider for ``GET /bmad/providers``."""
@@ -356,8 +354,7 @@ class LLMRouter:
         for p in self.providers:
             health = self.health.snapshot(p.name)
             last = health["last_check"]
-            entry = {"name": p.name, "type": p.type, "host": p.spec.hostport,
-                     "models": list(p.spec.models or health["models"] or ([] if p.type != "offline" else ["offline"])),
+            entry = {"name": p.name, "type": p.type, "host": p.spec.hostport, "models": self.resolver.models_of(p),
                      "healthy": health["healthy"], "circuit_state": self.breakers[p.name].state.value,
                      "last_check": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(last)) if last else None,
                      "last_error": health["last_error"]}
@@ -366,11 +363,16 @@ class LLMRouter:
         return out
 
     def health_summary(self):
-        """``checks.providers`` of ``/bmad/health``: degraded when no provider is available."""
+        """``checks.providers`` of ``/bmad/health``: degraded when no provider is available; ``mode`` says
+        ``offline-only`` when no real provider is configured (answers are placeholders), else ``live``."""
         now = self.clock()
         available = [p.name for p in self.providers if self._unavailable(p, now) is None]
-        return {"status": "ok" if available else "degraded", "available": len(available),
-                "total": len(self.providers), "providers": {p.name: p.name in available for p in self.providers}}
+        summary = {"status": "ok" if available else "degraded", "mode": "offline-only" if self.offline_only else "live",
+                   "available": len(available), "total": len(self.providers),
+                   "providers": {p.name: p.name in available for p in self.providers}}
+        if self.offline_only:
+            summary["message"] = OFFLINE_ONLY_WARNING
+        return summary
 
     def breaker_states(self):
         """Provider name -> ``closed`` | ``half_open`` | ``open``."""

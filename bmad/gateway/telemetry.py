@@ -50,29 +50,38 @@ class ProviderTelemetry:
         return model if model in self.known_models else "other"
 
     def succeeded(self, provider, model, latency_s, prompt_tokens, completion_tokens, user, served_model=None,
-                  status="success"):
-        """Count one successful attempt; returns its cost in USD."""
-        cost, _ = self._attempt(provider, model, "success", True, status, latency_s, prompt_tokens,
-                                completion_tokens, user, served_model)
+                  status="success", request_id=None, upstream_id=None):
+        """Count one successful attempt; returns its cost in USD.
+
+        ``upstream_id`` is the provider's own id of the request (its ``x-request-id`` or ``request-id``).
+        """
+        cost, latency_ms = self._attempt(provider, model, "success", True, status, latency_s, prompt_tokens,
+                                         completion_tokens, user, served_model, request_id, upstream_id)
+        if self.logger.enabled("debug"):
+            self.logger.debug("provider attempt succeeded", provider=provider.name, model=model[:200],
+                              status=status, request_id=request_id, upstream_request_id=upstream_id,
+                              latency_ms=latency_ms)
         return cost
 
-    def failed(self, provider, model, error, latency_s, user, request_id=None, prompt_tokens=0, completion_tokens=0):
+    def failed(self, provider, model, error, latency_s, user, request_id=None, prompt_tokens=0, completion_tokens=0,
+               upstream_id=None):
         """Count one failed attempt (``error`` is a ``ProviderError``); returns the cost of any tokens used.
 
         A stream that broke after the provider reported usage still costs its tokens.
         """
         name = provider.name
+        upstream_id = upstream_id or error.upstream_id
         cost, latency_ms = self._attempt(provider, model, error.kind, False, "error", latency_s, prompt_tokens,
-                                         completion_tokens, user)
+                                         completion_tokens, user, None, request_id, upstream_id)
         self.record_event("provider_failure", provider=name, error_type=error.kind, status=error.status,
-                          user_id=user)
+                          user_id=user, request_id=request_id, upstream_request_id=upstream_id)
         self.logger.warning("provider attempt failed", provider=name, model=model[:200], error_type=error.kind,
                             status=error.status, error=error.message[:300], request_id=request_id,
-                            latency_ms=latency_ms)
+                            upstream_request_id=upstream_id, latency_ms=latency_ms)
         return cost
 
     def _attempt(self, provider, model, outcome, ok, status, latency_s, prompt_tokens, completion_tokens, user,
-                 served_model=None):
+                 served_model=None, request_id=None, upstream_id=None):
         """Metrics, per-provider stats and the ``provider_request`` event of one attempt; ``(cost, latency_ms)``."""
         cost = 0.0
         if provider.type != "offline" and (prompt_tokens or completion_tokens):
@@ -91,7 +100,7 @@ class ProviderTelemetry:
         self.stats[name].record(ok, latency_ms, prompt_tokens, completion_tokens, cost)
         self.record_event("provider_request", provider=name, model=model[:200], status=status, latency_ms=latency_ms,
                           prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, cost_usd=cost,
-                          user_id=user)
+                          user_id=user, request_id=request_id, upstream_request_id=upstream_id)
         return cost, latency_ms
 
     def failover(self, from_provider, to_provider, model, user, request_id=None):

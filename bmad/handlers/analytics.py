@@ -14,7 +14,7 @@ DAYS = re.compile(r"[0-9]{1,6}\Z")
 
 
 def _engine(req):
-    engine = getattr(req.app, "analytics", None)
+    engine = req.app.analytics
     if engine is None:
         raise ServiceUnavailable("analytics is disabled (config key 'analytics.enabled' is false)",
                                  type="analytics_disabled")
@@ -33,37 +33,19 @@ def _days(req, engine):
     return days
 
 
-def configured_providers(app):
-    """Names of the configured LLM providers.
-
-    Asks the router (``app.llm``) when it is there: its ``provider_names()``,
-    else its ``providers`` (a dict by name, or objects with ``.name``); else
-    the ``providers`` config entries; else the built-in ``offline`` provider.
-    """
-    llm = getattr(app, "llm", None)
-    if llm is not None:
-        names = getattr(llm, "provider_names", None)
-        if callable(names):
-            return set(names())
-        providers = getattr(llm, "providers", None)
-        if isinstance(providers, dict):
-            return set(providers)
-        if providers is not None:
-            return {getattr(p, "name", None) for p in providers}
-    entries = app.config.get("providers") or []
-    names = {e.get("name") for e in entries if isinstance(e, dict)}
-    return names or {"offline"}
+def _running(req):
+    return req.app.workflows.stats()["running"]
 
 
 def overview(req):
     """GET /bmad/analytics"""
     engine = _engine(req)
-    return {"status": "success", "analytics": engine.overview(_days(req, engine))}
+    return {"status": "success", "analytics": engine.overview(_days(req, engine), _running(req))}
 
 
 def real_time(req):
     """GET /bmad/analytics/real-time"""
-    return {"status": "success", "real_time_metrics": _engine(req).real_time()}
+    return {"status": "success", "real_time_metrics": _engine(req).real_time(_running(req))}
 
 
 def user(req):
@@ -94,6 +76,6 @@ def provider(req):
     """GET /bmad/analytics/provider/{provider_name}"""
     engine = _engine(req)
     name = req.params["provider_name"]
-    if name not in configured_providers(req.app):
+    if name not in req.app.llm.by_name:
         raise NotFound(f"unknown provider '{name}': not configured", type="provider_not_found")
     return {"status": "success", "provider": engine.provider(name, _days(req, engine))}

@@ -1,7 +1,9 @@
 """Catalog endpoints: tools, workflows and prompt previews."""
 
 from ..catalog.prompts import run_messages
+from ..gateway.caching import cache_mode
 from ..http.request import json_response
+from .calls import run
 
 
 def list_tools(req):
@@ -33,6 +35,9 @@ def get_workflow(req):
 
 def run_tool(req):
     """POST /bmad/tools/{tool_id}/run: build the tool's messages, route them, return its output."""
-    answer, result = req.app.completions.run_tool(req.params["tool_id"], req.json(), req.principal,
-                                                  request_id=req.request_id)
-    return json_response(answer, headers=result.headers())
+    completions = req.app.completions
+    tool, call = completions.tool_call(req.params["tool_id"], req.json(), principal=req.principal,
+                                       request_id=req.request_id, origin=req.route.template,
+                                       cache_mode=cache_mode(req.headers), rate_client=req.app.rate_limits.client(req))
+    result = run(req, call)
+    return json_response(completions.tool_answer(tool, result), headers=result.headers())

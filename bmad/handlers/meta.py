@@ -6,6 +6,7 @@ from .. import __version__
 from ..errors import HTTPError, Unauthorized
 from ..ops.metrics import CONTENT_TYPE
 from ..http.request import Response
+from . import performance
 
 
 def health(req):
@@ -20,8 +21,7 @@ def health(req):
             status = "degraded"
     body = {"status": status, "version": __version__,
             "uptime_seconds": round(app.clock() - app.started_at, 3), "checks": checks}
-    for name, summary in app.health_extras.items():
-        body[name] = summary()
+    body["performance"] = performance.summary(app)
     return body
 
 

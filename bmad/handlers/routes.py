@@ -1,6 +1,5 @@
 """The route table: every endpoint the service answers, in one place."""
 
-from ..gateway import caching as cached_completions
 from . import analytics, catalog, meta, openai_api, performance, providers, runs, ui
 from .openapi import OpenAPIDocument
 from ..http.router import Router
@@ -17,14 +16,16 @@ def build_routes(app):
     r.get("/bmad/performance", performance.show)
     r.get("/bmad/providers", providers.list_providers)
 
-    r.post("/v1/chat/completions", cached_completions.chat(openai_api.chat_completions), rate_class="provider",
-           openai_errors=True)
-    r.get("/v1/models", openai_api.list_models, openai_errors=True)
+    # rate_class "provider": limited per LLM call in the gateway pipeline (workflow steps share the limit).
+    r.post("/v1/chat/completions", openai_api.chat_completions, rate_class="provider")
+    r.get("/v1/models", openai_api.list_models)
+    r.get("/v1/models/{model_id}", openai_api.retrieve_model)
+    r.get("/v1/models/{model_prefix}/{model_id}", openai_api.retrieve_model)
 
     r.get("/bmad/tools", catalog.list_tools)
     r.get("/bmad/tools/{tool_id}", catalog.get_tool)
     r.post("/bmad/tools/{tool_id}/preview", catalog.preview_tool)
-    r.post("/bmad/tools/{tool_id}/run", cached_completions.tool_run(catalog.run_tool), rate_class="provider")
+    r.post("/bmad/tools/{tool_id}/run", catalog.run_tool, rate_class="provider")
     r.get("/bmad/workflows", catalog.list_workflows)
     r.get("/bmad/workflows/{workflow_id}", catalog.get_workflow)
     r.post("/bmad/workflows/{workflow_id}/runs", runs.start_run, rate_class="workflow")

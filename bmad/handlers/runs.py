@@ -10,14 +10,16 @@ import re
 import time
 import zipfile
 
+from ..catalog.prompts import check_inputs
 from ..errors import BadRequest, Forbidden, NotFound
+from ..gateway.chat import MAX_MODEL_CHARS
+from ..gateway.pipeline import CACHE_MODES, DEFAULT
 from ..http.request import Response, json_response
 from ..workflows.store import FINAL_STATES, RUN_STATES
 
-START_FIELDS = ("inputs", "model", "title", "approvals")
+START_FIELDS = ("inputs", "model", "title", "approvals", "cache")
 MAX_WAIT_SECONDS = 60.0
 MAX_TITLE_CHARS = 200
-MAX_MODEL_CHARS = 128
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
 MARKDOWN = "text/markdown; charset=utf-8"
@@ -39,18 +41,8 @@ def _inputs(workflow, raw):
         raw = {}
     if not isinstance(raw, dict):
         raise BadRequest("field 'inputs' must be an object of input name -> text", param="inputs")
-    declared = [item["name"] for item in workflow["inputs"]]
-    for name, value in raw.items():
-        if name not in declared:
-            raise BadRequest(f"unknown input 'inputs.{name}' for workflow '{workflow['id']}'; it takes: "
-                             f"{', '.join(declared) or 'nothing'}", param=f"inputs.{name}")
-        if not isinstance(value, str):
-            raise BadRequest(f"input 'inputs.{name}' must be a string", param=f"inputs.{name}")
-    missing = [item["name"] for item in workflow["inputs"] if item["required"] and not raw.get(item["name"], "").strip()]
-    if missing:
-        raise BadRequest(f"missing required input(s) for workflow '{workflow['id']}': "
-                         f"{', '.join('inputs.' + name for name in missing)}", param=f"inputs.{missing[0]}")
-    return {name: value for name, value in raw.items() if value.strip()}
+    checked = check_inputs(workflow["inputs"], raw, f"workflow '{workflow['id']}'", "inputs")
+    return {name: value for name, value in checked.items() if value.strip()}
 
 
 def _optional_text(body, name, limit):
@@ -75,7 +67,11 @@ def start_run(req):
     approvals = body.get("approvals", False)
     if not isinstance(approvals, bool):
         raise BadRequest("field 'approvals' must be true or false", param="approvals")
-    run_id = req.app.workflows.submit(workflow, inputs, user=req.user, model=model, title=title, approvals=approvals)
+    cache = body.get("cache", DEFAULT)
+    if cache not in CACHE_MODES:
+        raise BadRequest(f"field 'cache' must be one of {', '.join(CACHE_MODES)}", param="cache")
+    run_id = req.app.workflows.submit(workflow, inputs, user=req.user, model=model, title=title, approvals=approvals,
+                                      cache=cache)
     link = f"/bmad/runs/{run_id}"
     return json_response({"status": "accepted", "run_id": run_id, "state": "queued", "links": {"self": link}},
                          202, {"Location": link})

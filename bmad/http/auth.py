@@ -25,8 +25,10 @@ class Principal:
         return self.role == "admin"
 
 
-# In open development mode (no keys) every caller may do everything.
-ANONYMOUS = Principal("anonymous", "admin")
+# In open development mode (no keys) every caller may do everything: the anonymous caller is an admin.
+OPEN_MODE_ADMIN = Principal("anonymous", "admin")
+# With keys configured, a caller of an open route (health, metrics, the console) who sent no valid key.
+ANONYMOUS_USER = Principal("anonymous", "user")
 
 
 def _digest(key):
@@ -76,7 +78,7 @@ class Authenticator:
         if not self._keys:
             user = headers.get("x-user-id")
             if user is None:
-                return ANONYMOUS
+                return OPEN_MODE_ADMIN
             if not USER_ID.match(user):
                 raise Unauthorized("X-User-ID must be 1-128 characters of letters, digits and . _ @ : -",
                                    type="invalid_user_id")

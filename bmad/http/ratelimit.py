@@ -22,6 +22,8 @@ from ..errors import ConfigError, TooManyRequests
 
 # "auth" is spent only by failed keys (``AuthThrottle``), per client address.
 CLASSES = ("api", "provider", "workflow", "auth")
+# Limited per LLM call in the gateway pipeline, not per request here.
+PIPELINE_CLASS = "provider"
 WINDOW_SECONDS = 60
 POLICY_KEYS = ("per_minute", "burst")
 # Idle buckets are swept from the least-recently-used end every this many acquisitions.
@@ -58,6 +60,14 @@ class Decision:
         self.remaining = remaining
         self.reset_seconds = reset_seconds
         self.retry_after = retry_after
+
+    @classmethod
+    def of(cls, allowed, policy, tokens, cost):
+        """The decision for a bucket left holding ``tokens`` after asking for ``cost``."""
+        missing = policy.burst - tokens
+        reset = math.ceil(missing / policy.rate) if missing > 1e-9 else 0
+        retry_after = 0 if allowed else max(1, math.ceil((cost - tokens) / policy.rate))
+        return cls(allowed, policy, int(tokens), reset, retry_after)
 
     def headers(self):
         """The ``RateLimit-*`` response headers (IETF httpapi-ratelimit-headers draft)."""
@@ -157,10 +167,7 @@ class RateLimiter:
             self._since_sweep += 1
             if self._since_sweep >= SWEEP_EVERY:
                 self._sweep(now)
-        missing = policy.burst - tokens
-        reset = math.ceil(missing / policy.rate) if missing > 1e-9 else 0
-        retry_after = 0 if allowed else max(1, math.ceil((cost - tokens) / policy.rate))
-        return Decision(allowed, policy, int(tokens), reset, retry_after)
+        return Decision.of(allowed, policy, tokens, cost)
 
     def retry_after(self, client, klass):
         """Seconds until ``client`` has a token in ``klass`` again (0: it has one now); takes nothing."""
@@ -216,8 +223,11 @@ def client_of(req, *, by_user, trust_proxy):
 
 
 class RateLimitGuard:
-    """The ``app.guards`` entry: limits each request by its route's rate class.
+    """Limits each request by its route's rate class (``api``, ``workflow``), and names its client.
 
+    Routes of class ``provider`` are limited per LLM call by the pipeline
+    instead (``bmad/gateway/limits.py``), so workflow steps share those
+    limits; ``client(req)`` is the id the pipeline charges.
     ``on_limited(client, klass, route)`` is called for each refused request
     (metrics, analytics) before the 429 is raised.
     """
@@ -228,22 +238,32 @@ class RateLimitGuard:
         self.trust_proxy = trust_proxy
         self.on_limited = on_limited
 
+    def client(self, req):
+        """The rate-limit client id of ``req``."""
+        return client_of(req, by_user=self.by_user, trust_proxy=self.trust_proxy)
+
     def __call__(self, req):
         klass = req.route.rate_class if req.route else None
-        if klass is None or not self.limiter.enabled:
+        if klass is None or klass == PIPELINE_CLASS or not self.limiter.enabled:
             return
-        client = client_of(req, by_user=self.by_user, trust_proxy=self.trust_proxy)
+        client = self.client(req)
         decision = self.limiter.acquire(client, klass)
         req.response_headers.update(decision.headers())
         if decision.allowed:
             return
         if self.on_limited is not None:
             self.on_limited(client, klass, req.route.template)
-        policy = decision.policy
-        raise TooManyRequests(
-            f"rate limit exceeded for {klass} requests ({policy.per_minute} per minute, burst {policy.burst}); "
-            f"retry in {decision.retry_after} s", type="rate_limited",
-            headers={"Retry-After": str(decision.retry_after)})
+        raise refusal(klass, decision)
+
+
+def refusal(klass, decision):
+    """The 429 for a request of ``klass`` that ``decision`` refused: it names the setting to raise."""
+    policy = decision.policy
+    return TooManyRequests(
+        f"rate limit exceeded for {klass} requests ({policy.per_minute} per minute, burst {policy.burst}); "
+        f"retry in {decision.retry_after} s; the limit is the setting rate_limits.{klass} (raise its "
+        f"per_minute and burst, or one caller's in rate_limits.overrides)", type="rate_limited",
+        headers={"Retry-After": str(decision.retry_after)})
 
 
 class AuthThrottle:

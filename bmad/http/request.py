@@ -153,6 +153,9 @@ def _is_utf8_text(value):
     return True
 
 
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 def dumps(obj):
     """Encode ``obj`` as compact UTF-8 JSON."""
     text = _encode(obj)

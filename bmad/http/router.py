@@ -18,20 +18,18 @@ class Route:
     ``auth``: ``open`` (no key needed), ``user`` or ``admin``.
     ``rate_class``: the rate-limit class (``api``, ``provider``, ``workflow``) or None.
     ``record``: whether analytics records the request as ``api_request``.
-    ``openai_errors``: answer errors in the OpenAI error shape.
+    The error shape follows the path (``/v1/`` routes answer OpenAI's).
     """
 
-    __slots__ = ("method", "template", "handler", "auth", "rate_class", "record", "openai_errors", "segments")
+    __slots__ = ("method", "template", "handler", "auth", "rate_class", "record", "segments")
 
-    def __init__(self, method, template, handler, *, auth="user", rate_class="api", record=True,
-                 openai_errors=False):
+    def __init__(self, method, template, handler, *, auth="user", rate_class="api", record=True):
         self.method = method
         self.template = template
         self.handler = handler
         self.auth = auth
         self.rate_class = rate_class
         self.record = record
-        self.openai_errors = openai_errors
         self.segments = template.strip("/").split("/")
 
     def bind(self, parts):
@@ -94,13 +92,6 @@ class Router:
         if allowed:
             raise MethodNotAllowed(method, _allow(allowed))
         raise NotFound(f"no route for {path[:200]}")
-
-    def template_of(self, method, path):
-        """The template a path matches (for metrics labels), or ``other``."""
-        try:
-            return self.match(method, path)[0].template
-        except Exception:
-            return "other"
 
 
 def _allow(by_method):

@@ -19,7 +19,8 @@ router can try another.
 import json
 
 from .. import __version__
-from .base import (DONE, INVALID, SERVER, UNSUPPORTED, Provider, ProviderError, Reply, UpstreamStream, chunk_event)
+from .base import INVALID, SERVER, UNSUPPORTED, Provider, ProviderError, Reply, UpstreamStream
+from .sse import DONE, chunk_event
 
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 1024
@@ -214,17 +215,19 @@ class AnthropicProvider(Provider):
             headers["x-api-key"] = self.spec.api_key
         return headers
 
-    def complete(self, chat, model):
+    def complete(self, chat, model, request_id=None):
         """One non-streamed message, answered in the OpenAI shape."""
-        data = self._post_json(self.spec.base_path + "/v1/messages", to_anthropic(chat, model), self.headers(),
-                               chat.cancel)
-        return from_anthropic(data, int(self.clock()))
+        data, upstream_id = self._post_json(self.spec.base_path + "/v1/messages", to_anthropic(chat, model),
+                                            self.call_headers(request_id), chat.cancel)
+        reply = from_anthropic(data, int(self.clock()))
+        reply.upstream_id = upstream_id
+        return reply
 
-    def stream(self, chat, model):
+    def stream(self, chat, model, request_id=None):
         """A streamed message, translated to OpenAI chunks (not yet primed)."""
         payload = json.dumps(to_anthropic(chat, model, stream=True), separators=(",", ":"),
                              ensure_ascii=False).encode("utf-8")
-        headers = self.headers()
+        headers = self.call_headers(request_id)
         headers["Accept"] = "text/event-stream"
         response = self._send("POST", self.spec.base_path + "/v1/messages", payload, headers, chat.cancel)
         if response.status >= 300:

@@ -17,11 +17,13 @@ import socket
 import time
 
 from .pool import PoolExhausted, ResponseTooLarge
+from .sse import StreamTooLarge, parse
 
-DONE = b"data: [DONE]\n\n"
 MAX_ERROR_BYTES = 65536
-MAX_EVENT_BYTES = 1024 * 1024
 _SECRETISH = re.compile(r"\b(?:sk|rk|pk)-[A-Za-z0-9_*.\-]{6,}")
+# Where providers put their own id of a request: OpenAI and compatible servers, Anthropic, Azure's gateway.
+UPSTREAM_ID_HEADERS = ("x-request-id", "request-id", "apim-request-id")
+_UPSTREAM_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 
 # Why an attempt failed; each is also a bounded metric label value.
 TIMEOUT = "timeout"
@@ -43,10 +45,12 @@ class ProviderError(Exception):
 
     Every kind but ``client_error`` is retryable: the router moves on to the
     next candidate. ``status``, ``type``, ``param`` and ``code`` describe an
-    upstream error answer; ``retry_after`` (seconds) comes from a 429.
+    upstream error answer; ``retry_after`` (seconds) comes from a 429;
+    ``upstream_id`` is the provider's own id of the request, when it sent one.
     """
 
-    def __init__(self, kind, message, *, status=None, type=None, param=None, code=None, retry_after=None):
+    def __init__(self, kind, message, *, status=None, type=None, param=None, code=None, retry_after=None,
+                 upstream_id=None):
         super().__init__(message)
         self.kind = kind
         self.message = message
@@ -55,6 +59,7 @@ class ProviderError(Exception):
         self.param = param
         self.code = code
         self.retry_after = retry_after
+        self.upstream_id = upstream_id
 
     @property
     def retryable(self):
@@ -92,14 +97,24 @@ class ChatRequest:
 
 
 class Reply:
-    """A non-streamed answer: the OpenAI ``chat.completion`` body and its token usage."""
+    """A non-streamed answer: the OpenAI ``chat.completion`` body, its token usage, the provider's request id."""
 
-    __slots__ = ("body", "prompt_tokens", "completion_tokens")
+    __slots__ = ("body", "prompt_tokens", "completion_tokens", "upstream_id")
 
-    def __init__(self, body, prompt_tokens=0, completion_tokens=0):
+    def __init__(self, body, prompt_tokens=0, completion_tokens=0, upstream_id=None):
         self.body = body
         self.prompt_tokens = prompt_tokens
         self.completion_tokens = completion_tokens
+        self.upstream_id = upstream_id
+
+
+def upstream_id_of(response):
+    """The provider's own id of a request, from its response headers; None when absent or not id-shaped."""
+    for name in UPSTREAM_ID_HEADERS:
+        value = response.header(name)
+        if value and _UPSTREAM_ID.fullmatch(value):
+            return value
+    return None
 
 
 def usage_of(usage):
@@ -112,68 +127,12 @@ def usage_of(usage):
             completion if isinstance(completion, int) and completion >= 0 else 0)
 
 
-def chunk_event(chunk_id, created, model, delta=None, finish_reason=None, usage=None):
-    """One OpenAI ``chat.completion.chunk`` SSE event; a usage-only chunk when ``delta`` is None."""
-    body = {"id": chunk_id, "object": "chat.completion.chunk", "created": created, "model": model}
-    if delta is None:
-        body["choices"] = []
-        body["usage"] = usage
-    else:
-        body["choices"] = [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]
-    return b"data: " + json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n\n"
-
-
-def reply_events(body, include_usage):
-    """A whole ``chat.completion`` body replayed as chunk events, ending with ``[DONE]``."""
-    chunk_id, created, model = body.get("id", "chatcmpl-replay"), body.get("created", 0), body.get("model", "")
-    choice = (body.get("choices") or [{}])[0]
-    message = choice.get("message") or {}
-    events = [chunk_event(chunk_id, created, model, {"role": "assistant", "content": ""}),
-              chunk_event(chunk_id, created, model, {"content": message.get("content") or ""}),
-              chunk_event(chunk_id, created, model, {}, choice.get("finish_reason") or "stop")]
-    if include_usage:
-        events.append(chunk_event(chunk_id, created, model, usage=body.get("usage")))
-    events.append(DONE)
-    return events
-
-
 def scrub(text, secrets=()):
     """``text`` with every configured secret and anything shaped like an API key replaced."""
     for secret in secrets:
         if secret:
             text = text.replace(secret, "[redacted]")
     return _SECRETISH.sub("[redacted]", text)
-
-
-def sse_events(response, timeout, limit):
-    """Yield ``(event, data)`` byte pairs from an upstream server-sent-event body as they arrive."""
-    buf = b""
-    total = 0
-    while True:
-        chunk = response.read_some(timeout)
-        if not chunk:
-            return
-        total += len(chunk)
-        if total > limit:
-            raise ProviderError(TOO_LARGE, f"the upstream stream is larger than {limit} bytes")
-        buf += chunk
-        if b"\r" in buf:
-            buf = buf.replace(b"\r\n", b"\n")
-        while True:
-            end = buf.find(b"\n\n")
-            if end < 0:
-                break
-            block, buf = buf[:end], buf[end + 2:]
-            event, data = None, []
-            for line in block.split(b"\n"):
-                if line.startswith(b"data:"):
-                    data.append(line[6:] if line[5:6] == b" " else line[5:])
-                elif line.startswith(b"event:"):
-                    event = line[6:].strip()
-            if data or event:
-                yield event, b"\n".join(data)
-        if len(buf) > MAX_EVENT_BYTES:
-            raise ProviderError(TOO_LARGE, f"an upstream event is larger than {MAX_EVENT_BYTES} bytes")
 
 
 class UpstreamStream:
@@ -183,17 +142,18 @@ class UpstreamStream:
     failure up to that point can still fail over; iterating yields the
     events; ``close()`` gives the connection back (or closes it when the body
     was not read to the end). ``prompt_tokens``/``completion_tokens`` fill in
-    as the upstream reports them.
+    as the upstream reports them; ``upstream_id`` is the provider's request id.
     """
 
     def __init__(self, provider, response, include_usage):
         self.provider = provider
         self.response = response
+        self.upstream_id = upstream_id_of(response)
         self.include_usage = include_usage
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.finished = False
-        self._events = sse_events(response, provider.spec.timeout, provider.spec.max_response_bytes)
+        self._events = parse(response.read_some, provider.spec.timeout, provider.spec.max_response_bytes)
         self._pending = []
 
     def translate(self, event, data):
@@ -234,10 +194,11 @@ class UpstreamStream:
 class ReplayStream:
     """Ready-made chunk events (a non-streamed answer replayed, or the offline provider's)."""
 
-    def __init__(self, events, prompt_tokens=0, completion_tokens=0):
+    def __init__(self, events, prompt_tokens=0, completion_tokens=0, upstream_id=None):
         self._events = events
         self.prompt_tokens = prompt_tokens
         self.completion_tokens = completion_tokens
+        self.upstream_id = upstream_id
         self.finished = True
 
     def prime(self):
@@ -271,6 +232,8 @@ class _Translating:
             raise ProviderError(CONNECTION, f"connection refused by {spec.host}:{spec.port}") from None
         if isinstance(error, PoolExhausted):
             raise ProviderError(POOL_FULL, str(error)) from None
+        if isinstance(error, StreamTooLarge):
+            raise ProviderError(TOO_LARGE, str(error)) from None
         if isinstance(error, ResponseTooLarge):
             raise ProviderError(TOO_LARGE, f"{error} (max_response_bytes)") from None
         if isinstance(error, http.client.IncompleteRead):
@@ -284,9 +247,10 @@ class _Translating:
 class Provider:
     """A provider client. Subclasses set ``type``/``default_model`` and implement the calls.
 
-    Methods for the caller: ``accepts(model)``, ``complete(chat, model)`` ->
-    ``Reply``, ``stream(chat, model)`` -> a stream with ``prime()``,
-    iteration and ``close()``, ``check_health()`` -> the model ids it lists.
+    Methods for the caller: ``accepts(model)``, ``complete(chat, model, request_id=None)``
+    -> ``Reply``, ``stream(chat, model, request_id=None)`` -> a stream with
+    ``prime()``, iteration and ``close()``, ``check_health()`` -> the model
+    ids it lists. ``request_id`` (the caller's) goes upstream as ``X-Request-ID``.
     """
 
     type = "base"
@@ -303,8 +267,8 @@ class Provider:
                                       connect_timeout=spec.connect_timeout, read_timeout=spec.timeout)
 
     def accepts(self, model):
-        """True when this provider serves ``model`` (one with no ``models`` list serves any)."""
-        return self.spec.models is None or model in self.spec.models
+        """True when this provider serves ``model`` (one with no ``models`` list serves any; entries may be patterns)."""
+        return self.spec.models is None or self.spec.listed(model) is not None
 
     def translating_errors(self):
         """A context that turns socket/HTTP errors into ``ProviderError``."""
@@ -312,16 +276,23 @@ class Provider:
 
     # -- plumbing for subclasses ----------------------------------------------------------------
 
+    def call_headers(self, request_id=None):
+        """``headers()`` for a chat call, with the caller's request id so both sides' logs line up."""
+        headers = self.headers()
+        if request_id:
+            headers["X-Request-ID"] = request_id
+        return headers
+
     def _send(self, method, path, payload, headers, cancel=None):
         with self.translating_errors():
             return self.http.request(method, path, payload, headers, timeout=self.spec.timeout, cancel=cancel)
 
     def _post_json(self, path, body, headers, cancel=None):
-        """POST ``body`` and return the parsed JSON answer of a 2xx, else raise ``ProviderError``."""
+        """POST ``body``; ``(parsed JSON answer of a 2xx, the provider's request id)``, else ``ProviderError``."""
         deadline = time.monotonic() + self.spec.timeout
         payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         response = self._send("POST", path, payload, headers, cancel)
-        return self._read_json(response, deadline)
+        return self._read_json(response, deadline), upstream_id_of(response)
 
     def _get_json(self, path, headers):
         deadline = time.monotonic() + self.spec.timeout
@@ -335,9 +306,11 @@ class Provider:
         try:
             data = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
-            raise ProviderError(INVALID, f"the upstream answered {response.status} with a body that is not JSON") from None
+            raise ProviderError(INVALID, f"the upstream answered {response.status} with a body that is not JSON",
+                                upstream_id=upstream_id_of(response)) from None
         if not isinstance(data, dict):
-            raise ProviderError(INVALID, "the upstream answered with JSON that is not an object")
+            raise ProviderError(INVALID, "the upstream answered with JSON that is not an object",
+                                upstream_id=upstream_id_of(response))
         return data
 
     def _failure(self, response):
@@ -349,14 +322,17 @@ class Provider:
             raw = b""
         message, etype, param, code = self._error_fields(raw)
         message = scrub(message or f"HTTP {status}", self.spec.secrets)[:500]
+        upstream_id = upstream_id_of(response)
         if status == 429:
             return ProviderError(RATE_LIMITED, message, status=status, type=etype, code=code,
-                                 retry_after=_retry_after(response.header("Retry-After")))
+                                 retry_after=_retry_after(response.header("Retry-After")), upstream_id=upstream_id)
         if status in (408, 409) or status >= 500:
-            return ProviderError(SERVER, message, status=status, type=etype, code=code)
+            return ProviderError(SERVER, message, status=status, type=etype, code=code, upstream_id=upstream_id)
         if 300 <= status < 400:
-            return ProviderError(INVALID, f"unexpected redirect (HTTP {status})", status=status)
-        return ProviderError(CLIENT, message, status=status, type=etype, param=param, code=code)
+            return ProviderError(INVALID, f"unexpected redirect (HTTP {status})", status=status,
+                                 upstream_id=upstream_id)
+        return ProviderError(CLIENT, message, status=status, type=etype, param=param, code=code,
+                             upstream_id=upstream_id)
 
     def _error_fields(self, raw):
         """``(message, type, param, code)`` from an OpenAI-shaped error body."""

@@ -10,7 +10,8 @@ provider only when no other is configured, or when listed explicitly.
 import hashlib
 import json
 
-from .base import Provider, ReplayStream, Reply, chunk_event, DONE
+from .base import Provider, ReplayStream, Reply
+from .sse import DONE, chunk_event
 
 NOTICE = ("> **Offline mode: no language model was called.** This answer was assembled by bmad-api's "
           "built-in offline provider from the request alone, so it is a placeholder, not an analysis. "
@@ -68,7 +69,7 @@ class OfflineProvider(Provider):
         digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
         return text, f"chatcmpl-offline-{digest}", int(self.clock())
 
-    def complete(self, chat, model):
+    def complete(self, chat, model, request_id=None):
         """The offline answer as a ``chat.completion``."""
         text, answer_id, created = self._answer(chat)
         body = {"id": answer_id, "object": "chat.completion", "created": created, "model": "offline",
@@ -77,7 +78,7 @@ class OfflineProvider(Provider):
                 "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}}
         return Reply(body, 0, 0)
 
-    def stream(self, chat, model):
+    def stream(self, chat, model, request_id=None):
         """The offline answer as chunk events, a paragraph at a time."""
         text, answer_id, created = self._answer(chat)
         events = [chunk_event(answer_id, created, "offline", {"role": "assistant", "content": ""})]

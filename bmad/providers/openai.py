@@ -11,8 +11,8 @@ import json
 import time
 
 from .. import __version__
-from .base import (DONE, INVALID, SERVER, Provider, ProviderError, ReplayStream, Reply, UpstreamStream,
-                   reply_events, usage_of)
+from .base import INVALID, SERVER, Provider, ProviderError, ReplayStream, Reply, UpstreamStream, upstream_id_of, usage_of
+from .sse import DONE, replay
 
 
 class OpenAIStream(UpstreamStream):
@@ -76,19 +76,20 @@ class OpenAIProvider(Provider):
             body["stream_options"] = {"include_usage": True}
         return body
 
-    def complete(self, chat, model):
+    def complete(self, chat, model, request_id=None):
         """One non-streamed chat completion."""
-        data = self._post_json(self.chat_path(model), self.body(chat, model, False), self.headers(), chat.cancel)
+        data, upstream_id = self._post_json(self.chat_path(model), self.body(chat, model, False),
+                                            self.call_headers(request_id), chat.cancel)
         choices = data.get("choices")
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-            raise ProviderError(INVALID, "the upstream answer has no choices")
+            raise ProviderError(INVALID, "the upstream answer has no choices", upstream_id=upstream_id)
         prompt, completion = usage_of(data.get("usage"))
-        return Reply(data, prompt, completion)
+        return Reply(data, prompt, completion, upstream_id)
 
-    def stream(self, chat, model):
+    def stream(self, chat, model, request_id=None):
         """A streamed chat completion (not yet primed)."""
         payload = json.dumps(self.body(chat, model, True), separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-        headers = self.headers()
+        headers = self.call_headers(request_id)
         headers["Accept"] = "text/event-stream"
         response = self._send("POST", self.chat_path(model), payload, headers, chat.cancel)
         if response.status >= 300:
@@ -96,8 +97,8 @@ class OpenAIProvider(Provider):
         if "text/event-stream" not in (response.header("Content-Type") or ""):
             # Some compatible servers answer a stream request with one JSON body: replay it.
             reply = self._read_reply(response)
-            return ReplayStream(reply_events(reply.body, chat.include_usage), reply.prompt_tokens,
-                                reply.completion_tokens)
+            return ReplayStream(list(replay(reply.body, include_usage=chat.include_usage)), reply.prompt_tokens,
+                                reply.completion_tokens, reply.upstream_id)
         return OpenAIStream(self, response, chat.include_usage)
 
     def _read_reply(self, response):
@@ -105,7 +106,7 @@ class OpenAIProvider(Provider):
         if not isinstance(data.get("choices"), list) or not data["choices"]:
             raise ProviderError(INVALID, "the upstream answered a stream request with something else")
         prompt, completion = usage_of(data.get("usage"))
-        return Reply(data, prompt, completion)
+        return Reply(data, prompt, completion, upstream_id_of(response))
 
     def check_health(self):
         """List the upstream's models (spends no tokens); raises ``ProviderError`` when it fails."""

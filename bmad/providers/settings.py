@@ -6,10 +6,19 @@ shortcuts add one provider each, named by type, unless the config already
 has a provider of that name: ``OPENAI_API_KEY`` (+ ``OPENAI_BASE_URL``),
 ``ANTHROPIC_API_KEY`` (+ ``ANTHROPIC_BASE_URL``), ``AZURE_OPENAI_API_KEY`` +
 ``AZURE_OPENAI_ENDPOINT`` + ``AZURE_OPENAI_DEPLOYMENT`` (+
-``AZURE_OPENAI_API_VERSION``).
+``AZURE_OPENAI_API_VERSION``). A shortcut provider serves its type's model
+names (``SHORTCUT_MODELS``) rather than any name, so two shortcuts side by
+side never send a model to the provider that cannot have it.
+
+``models`` entries are names or ``fnmatch`` patterns (``gpt-*``,
+``o[0-9]*``). A ``base_url`` may be given with or without its API version
+segment: an OpenAI-type URL with no path gets ``/v1`` (where every
+OpenAI-compatible server serves), an Anthropic one loses a trailing ``/v1``
+(the client adds it to every path).
 """
 
 import re
+from fnmatch import fnmatchcase
 from urllib.parse import urlsplit
 
 from ..errors import ConfigError
@@ -22,6 +31,27 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 KEYS = {"name", "type", "base_url", "api_key", "api_key_env", "models", "weight", "timeout_seconds",
         "connect_timeout_seconds", "max_connections", "deployment", "api_version", "max_response_bytes"}
 OFFLINE_KEYS = {"name", "type", "models", "weight"}
+# What an environment-shortcut provider serves. OpenAI's families by prefix (an OPENAI_BASE_URL pointing at
+# another server serves whatever that server lists instead); Azure also takes its deployment's name.
+OPENAI_MODELS = ("gpt-*", "o[0-9]*", "chatgpt-*", "text-embedding-*", "omni-moderation-*", "text-moderation-*",
+                 "codex-*", "computer-use-*", "dall-e-*", "tts-*", "whisper-*", "davinci-*", "babbage-*")
+SHORTCUT_MODELS = {"openai": OPENAI_MODELS, "anthropic": ("claude-*",), "azure": OPENAI_MODELS}
+PATTERN_CHARS = frozenset("*?[")
+
+
+def is_pattern(model):
+    """True when a ``models`` entry is an ``fnmatch`` pattern rather than one name."""
+    return not PATTERN_CHARS.isdisjoint(model)
+
+
+def api_root(ptype, path):
+    """The path every request of a ``ptype`` provider goes under, from its ``base_url`` path."""
+    path = path.rstrip("/")
+    if ptype == "openai" and not path:
+        return "/v1"  # what vLLM, Ollama, LM Studio, llama.cpp and OpenAI itself serve under
+    if ptype == "anthropic" and path.endswith("/v1"):
+        return path[:-3]  # the Messages client's paths start with /v1 already
+    return path
 
 
 class ProviderSpec:
@@ -29,7 +59,7 @@ class ProviderSpec:
 
     __slots__ = ("name", "type", "base_url", "scheme", "host", "port", "base_path", "api_key", "models",
                  "weight", "timeout", "connect_timeout", "max_connections", "deployment", "api_version",
-                 "max_response_bytes")
+                 "max_response_bytes", "model_names", "model_patterns")
 
     def __init__(self, name, type, *, base_url=None, api_key=None, models=None, weight=1.0, timeout=60.0,
                  connect_timeout=5.0, max_connections=50, deployment=None, api_version=None,
@@ -44,9 +74,11 @@ class ProviderSpec:
             self.scheme = parts.scheme
             self.host = parts.hostname
             self.port = parts.port or (443 if parts.scheme == "https" else 80)
-            self.base_path = parts.path.rstrip("/")
+            self.base_path = api_root(type, parts.path)
         self.api_key = api_key
         self.models = tuple(models) if models is not None else None
+        self.model_names = frozenset(m for m in self.models or () if not is_pattern(m))
+        self.model_patterns = tuple(m for m in self.models or () if is_pattern(m))
         self.weight = float(weight)
         self.timeout = float(timeout)
         self.connect_timeout = float(connect_timeout)
@@ -54,6 +86,36 @@ class ProviderSpec:
         self.deployment = deployment
         self.api_version = api_version
         self.max_response_bytes = max_response_bytes
+
+    def listed(self, model):
+        """``exact`` when ``models`` names ``model``, ``pattern`` when one of its patterns matches, else None."""
+        if model in self.model_names:
+            return "exact"
+        if any(fnmatchcase(model, pattern) for pattern in self.model_patterns):
+            return "pattern"
+        return None
+
+    @property
+    def first_model(self):
+        """The first model ``models`` names outright (not a pattern), or None."""
+        return next((m for m in self.models or () if not is_pattern(m)), None)
+
+    def as_config(self):
+        """The ``providers[]`` entry this spec stands for (defaults filled in; the key as ``***``)."""
+        entry = {"name": self.name, "type": self.type}
+        if self.models is not None:
+            entry["models"] = list(self.models)
+        entry["weight"] = self.weight
+        if self.type == "offline":
+            return entry
+        entry["base_url"] = self.base_url
+        if self.api_key:
+            entry["api_key"] = "***"
+        entry.update(timeout_seconds=self.timeout, connect_timeout_seconds=self.connect_timeout,
+                     max_connections=self.max_connections, max_response_bytes=self.max_response_bytes)
+        if self.type == "azure":
+            entry.update(deployment=self.deployment, api_version=self.api_version)
+        return entry
 
     @property
     def secrets(self):
@@ -118,7 +180,7 @@ def spec_from_entry(index, entry, environ):
     if models is not None:
         if (not isinstance(models, list) or not models
                 or not all(isinstance(m, str) and 0 < len(m) <= 200 for m in models)):
-            raise ConfigError(f"config key '{where}.models' must be a non-empty list of model names")
+            raise ConfigError(f"config key '{where}.models' must be a non-empty list of model names or patterns")
     kwargs = {"models": models, "weight": _number(f"{where}.weight", entry.get("weight", 1), minimum=0)}
     if ptype == "offline":
         return ProviderSpec(name, ptype, **kwargs)
@@ -173,9 +235,12 @@ def environment_entries(environ):
         entry = {"name": "openai", "type": "openai", "api_key": environ["OPENAI_API_KEY"]}
         if environ.get("OPENAI_BASE_URL"):
             entry["base_url"] = environ["OPENAI_BASE_URL"]
+        if _host_of(entry.get("base_url")) in (None, "api.openai.com"):
+            entry["models"] = list(SHORTCUT_MODELS["openai"])
         entries.append(("OPENAI_*", entry))
     if environ.get("ANTHROPIC_API_KEY"):
-        entry = {"name": "anthropic", "type": "anthropic", "api_key": environ["ANTHROPIC_API_KEY"]}
+        entry = {"name": "anthropic", "type": "anthropic", "api_key": environ["ANTHROPIC_API_KEY"],
+                 "models": list(SHORTCUT_MODELS["anthropic"])}
         if environ.get("ANTHROPIC_BASE_URL"):
             entry["base_url"] = environ["ANTHROPIC_BASE_URL"]
         entries.append(("ANTHROPIC_*", entry))
@@ -184,11 +249,19 @@ def environment_entries(environ):
             if not environ.get(var):
                 raise ConfigError(f"environment variable {var} must be set along with AZURE_OPENAI_API_KEY")
         entry = {"name": "azure", "type": "azure", "api_key": environ["AZURE_OPENAI_API_KEY"],
-                 "base_url": environ["AZURE_OPENAI_ENDPOINT"], "deployment": environ["AZURE_OPENAI_DEPLOYMENT"]}
+                 "base_url": environ["AZURE_OPENAI_ENDPOINT"], "deployment": environ["AZURE_OPENAI_DEPLOYMENT"],
+                 "models": [environ["AZURE_OPENAI_DEPLOYMENT"], *SHORTCUT_MODELS["azure"]]}
         if environ.get("AZURE_OPENAI_API_VERSION"):
             entry["api_version"] = environ["AZURE_OPENAI_API_VERSION"]
         entries.append(("AZURE_OPENAI_*", entry))
     return entries
+
+
+def _host_of(url):
+    try:
+        return urlsplit(url).hostname if url else None
+    except ValueError:
+        return ""  # not a URL: spec_from_entry names the variable
 
 
 def load_specs(entries, environ):
@@ -210,6 +283,13 @@ def load_specs(entries, environ):
             raise ConfigError(f"environment variables {source}: {e}") from None
         names.add(entry["name"])
     return specs
+
+
+def effective_entries(entries, environ):
+    """The ``providers`` the service runs with -- configured, from the environment, else the offline one --
+    as config entries with every key shown as ``***`` (for ``--print-config``)."""
+    specs = load_specs(entries, environ) or [ProviderSpec("offline", "offline")]
+    return [spec.as_config() for spec in specs]
 
 
 STRATEGIES = ("round_robin", "priority")

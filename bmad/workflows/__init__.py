@@ -1,10 +1,9 @@
 """Workflow runs: durable, resumable BMAD workflows that chain the role agents.
 
-``install(app)`` validates the ``workflows`` and ``tools`` config, opens
-``{data_dir}/runs.db``, builds the engine (``app.workflows``), registers its
-metrics, health check and shutdown hook, and starts it, which resumes any run
-a previous process left unfinished. It starts executing at once, so it is
-installed last, after the completions service and analytics.
+``build(...)`` validates the ``workflows`` and ``tools`` config, opens
+``{data_dir}/runs.db`` and builds the engine with its metrics; the
+composition root starts it last (``start()`` resumes any run a previous
+process left unfinished, so everything it calls must exist by then).
 """
 
 import os
@@ -12,13 +11,13 @@ import sqlite3
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..gateway.chat import MAX_MODEL_CHARS
 from .engine import Engine
-from .executor import AppExecutor
+from .executor import AppExecutor  # noqa: F401 (the composition root builds it)
 from .store import RunStore
 
 LIMITS = {"workers": (1, 64), "queue_limit": (1, 100_000), "max_parallel_steps": (1, 32), "step_retries": (0, 10)}
 TOOL_KEYS = {"model"}
-MAX_MODEL_CHARS = 128
 
 
 def validate(config, catalog):
@@ -52,27 +51,16 @@ def _metrics(registry):
     }
 
 
-def install(app):
-    """Build, wire and start the workflow engine of ``app``; returns it."""
-    config = app.config
-    validate(config, app.catalog)
+def build(config, catalog, executor, *, events, metrics, logger, clock):
+    """Validate the config, open ``{data_dir}/runs.db`` and build the engine (not started yet)."""
+    validate(config, catalog)
     data_dir = Path(config["data_dir"])
     try:
         os.makedirs(data_dir, exist_ok=True)
-        store = RunStore.open(data_dir / "runs.db", app.logger)
+        store = RunStore.open(data_dir / "runs.db", logger)
     except (OSError, sqlite3.Error) as e:
         raise ConfigError(f"data_dir {data_dir}: cannot open runs.db ({getattr(e, 'strerror', None) or e})") from None
-    metrics = _metrics(app.metrics)
-    metrics["active"].set(0)
-
-    def on_event(type, **fields):
-        # app.events is read per call: the analytics engine may replace it after this runs
-        app.events.record(type, **fields)
-
-    engine = Engine(store, app.catalog, AppExecutor(app), config, on_event=on_event, metrics=metrics,
-                    logger=app.logger, clock=app.clock)
-    app.workflows = engine
-    app.health_checks["workflows"] = lambda: {"status": "ok" if store.db.alive else "degraded", **engine.stats()}
-    app.drain_hooks.append(engine.begin_stop)
-    app.shutdown_hooks.append(lambda: engine.stop(app.drain_time_left()))
-    return engine.start()
+    families = _metrics(metrics)
+    families["active"].set(0)
+    return Engine(store, catalog, executor, config, on_event=events.record, metrics=families, logger=logger,
+                  clock=clock)

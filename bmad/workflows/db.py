@@ -1,4 +1,4 @@
-"""The runs database file: WAL, ordered migrations, one writer thread, pooled readers.
+"""The runs database file (opened through ``bmad/sqlite.py``): one writer thread and pooled readers.
 
 Every write is a function ``job(conn)`` put on a bounded queue; the writer
 thread owns the only write connection and commits whatever jobs are waiting
@@ -9,16 +9,16 @@ survives the process being killed). Readers borrow read-only connections
 from a small pool.
 
 Methods for the caller: ``Database.open(path, migrations, logger)``,
-``write(job)``, ``read(fn)``, ``close()``.
+``write(job)``, ``read(fn)``, ``close()``; ``migrations`` are ``(name, function)`` pairs.
 """
 
 import queue
-import sqlite3
 import threading
-from contextlib import contextmanager
 
-BUSY_TIMEOUT_MS = 5000
+from .. import sqlite
+
 MAX_IDLE_READERS = 4
+MAX_CONCURRENT_READS = 8
 MAX_PENDING_WRITES = 10_000
 MAX_BATCH = 256
 WRITE_WAIT_SECONDS = 30.0
@@ -42,33 +42,6 @@ class _Job:
 _STOP = object()
 
 
-def _connect(path, readonly=False):
-    uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
-    conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False,
-                           timeout=BUSY_TIMEOUT_MS / 1000)
-    conn.row_factory = sqlite3.Row
-    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    return conn
-
-
-def migrate(conn, migrations):
-    """Apply the named migrations not yet recorded in ``schema_migrations``, each in its own transaction."""
-    conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
-    done = {row[0] for row in conn.execute("SELECT name FROM schema_migrations")}
-    for fn in migrations:
-        if fn.__name__ in done:
-            continue
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            fn(conn)
-            conn.execute("INSERT INTO schema_migrations (name, applied_at) VALUES (?, datetime('now'))",
-                         (fn.__name__,))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-
-
 class Database:
     """One SQLite file with a single writer thread and a pool of read-only connections."""
 
@@ -77,7 +50,8 @@ class Database:
         self.logger = logger
         self._write_conn = write_conn
         self._jobs = queue.Queue(MAX_PENDING_WRITES)
-        self._readers = queue.LifoQueue(MAX_IDLE_READERS)
+        self._readers = sqlite.ReaderPool(path, name="runs", max_idle=MAX_IDLE_READERS,
+                                          max_concurrent=MAX_CONCURRENT_READS, rows=True)
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="bmad-runs-writer", daemon=True)
         self._thread.start()
@@ -85,13 +59,8 @@ class Database:
     @classmethod
     def open(cls, path, migrations, logger):
         """Open (creating when needed) and migrate the database at ``path``; start its writer."""
-        conn = _connect(path)
-        # WAL lets readers run beside the writer; NORMAL still survives a killed process
-        # (only an OS crash can lose the last transactions).
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
-        conn.execute("PRAGMA foreign_keys = ON")
-        migrate(conn, migrations)
+        conn = sqlite.open_writer(path, foreign_keys=True, rows=True)
+        sqlite.migrate(conn, migrations)
         return cls(path, conn, logger)
 
     def write(self, fn, wait=True):
@@ -155,22 +124,9 @@ class Database:
         """True while the writer thread is running."""
         return self._thread.is_alive()
 
-    @contextmanager
-    def reader(self):
-        """Borrow a read-only connection."""
-        try:
-            conn = self._readers.get_nowait()
-        except queue.Empty:
-            conn = _connect(self.path, readonly=True)
-        try:
-            yield conn
-        finally:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            try:
-                self._readers.put_nowait(conn)
-            except queue.Full:
-                conn.close()
+    def reader(self, time_limit=sqlite.READ_TIME_LIMIT_SECONDS):
+        """Borrow a time-limited read-only connection."""
+        return self._readers.reading(time_limit)
 
     def read(self, fn):
         """Return ``fn(conn)`` run on a read-only connection."""
@@ -184,8 +140,4 @@ class Database:
         self._closed = True
         self._jobs.put(_STOP)
         self._thread.join(timeout=WRITE_WAIT_SECONDS)
-        while True:
-            try:
-                self._readers.get_nowait().close()
-            except queue.Empty:
-                break
+        self._readers.close()

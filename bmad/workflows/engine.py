@@ -125,7 +125,7 @@ class Engine:
 
     # -- the API's actions ----------------------------------------------------------------------
 
-    def submit(self, workflow, inputs, *, user, model=None, title=None, approvals=False):
+    def submit(self, workflow, inputs, *, user, model=None, title=None, approvals=False, cache="default"):
         """Queue a new run; returns its id. 503 with Retry-After when the queue is full."""
         with self._lock:
             if self._stopping:
@@ -140,7 +140,7 @@ class Engine:
                "model": model, "approvals": approvals, "created_at": self.clock()}
         # The definition is kept with the run, so editing the catalog never changes a run already started.
         definition = {"id": workflow["id"], "inputs": [i["name"] for i in workflow["inputs"]],
-                      "steps": workflow["steps"]}
+                      "steps": workflow["steps"], "cache": cache}
         try:
             self.store.create(run, definition, inputs)
         finally:
@@ -236,6 +236,10 @@ class Engine:
         with self._lock:
             run["cancel_requested"] = run_id in self._cancel
         return run
+
+    def health(self):
+        """The ``workflows`` check of ``/bmad/health``."""
+        return {"status": "ok" if self.store.db.alive else "degraded", **self.stats()}
 
     def stats(self):
         """Runs waiting and running now (for the health check)."""

@@ -1,16 +1,18 @@
 """How the engine makes one step's LLM call: a small interface over the completions service.
 
-``execute(model, messages, user, request_id, tool, cancel=None)`` returns a
-``StepResult`` or raises ``StepError``; ``cancel`` is the run's ``CancelToken``,
-which aborts the upstream call when the run is cancelled (``StepError`` with
-``error_type`` ``cancelled``). ``AppExecutor`` sends every call through
-``app.completions`` (the provider router: failover, breakers, pricing, and
-the built-in offline provider when no other is configured). Tests swap in
-their own executor to hold a step at a chosen moment.
+``execute(model, messages, user, request_id, tool, cache=, cancel=None)``
+returns a ``StepResult`` or raises ``StepError``; ``cancel`` is the run's
+``CancelToken``, which aborts the upstream call when the run is cancelled
+(``StepError`` with ``error_type`` ``cancelled``). ``AppExecutor`` sends every
+call through the completion service's pipeline (cache, de-duplication, limits,
+then the provider router: failover, breakers, pricing, and the built-in
+offline provider when no other is configured). Tests swap in their own
+executor to hold a step at a chosen moment.
 """
 
-from ..http.auth import Principal
 from ..errors import HTTPError
+from ..gateway.chat import tool_summary
+from ..gateway.pipeline import DEFAULT, Call
 from ..providers.base import ChatRequest
 from ..providers.cancel import Cancelled
 
@@ -43,32 +45,25 @@ class StepError(Exception):
 
 
 CANCELLED = "cancelled"
-TOOL_FIELDS = ("id", "name", "role", "description", "produces")
-
-
-def _text(body):
-    """The assistant text of an OpenAI ``chat.completion`` body."""
-    try:
-        content = body["choices"][0]["message"].get("content")
-    except (KeyError, IndexError, TypeError, AttributeError):
-        return ""
-    if isinstance(content, list):
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
-    return content or ""
 
 
 class AppExecutor:
-    """Routes each step through ``app.completions`` (looked up per call, so it may be installed after us)."""
+    """Sends each step through the completion service's pipeline, charged to the user who started the run.
 
-    def __init__(self, app):
-        self.app = app
+    A step gets the cache, de-duplication and the provider rate limit like
+    any other call (the limit is charged, never refused: the run was admitted
+    by the ``workflow`` limit); ``cache`` is the run's ``cache`` mode.
+    """
 
-    def execute(self, model, messages, user, request_id, tool=None, cancel=None):
+    def __init__(self, completions):
+        self.completions = completions
+
+    def execute(self, model, messages, user, request_id, tool=None, cache=DEFAULT, cancel=None):
         """One routed completion; StepError on failure."""
-        chat = ChatRequest(model, messages, tool={k: tool.get(k) for k in TOOL_FIELDS} if tool else None,
-                           cancel=cancel)
+        call = Call(ChatRequest(model, messages, tool=tool_summary(tool), cancel=cancel), user=user,
+                    request_id=request_id, origin="workflow", cache_mode=cache, rate_client=user, admitted=True)
         try:
-            done = self.app.completions.complete(chat, Principal(user), request_id=request_id)
+            done = self.completions.call(call)
         except Cancelled:
             raise StepError("the run was cancelled while the step was calling the model", CANCELLED,
                             retryable=False) from None
@@ -79,5 +74,5 @@ class AppExecutor:
         except Exception as e:
             raise StepError(f"{type(e).__name__}: {e}", "step_error") from None
         usage = done.usage or {}
-        return StepResult(_text(done.body), done.provider, done.model, usage.get("prompt_tokens", 0),
+        return StepResult(done.text, done.provider, done.model, usage.get("prompt_tokens", 0),
                           usage.get("completion_tokens", 0), done.cost_usd or 0.0, done.latency_ms, done.attempts)

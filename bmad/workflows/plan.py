@@ -7,8 +7,7 @@ only in a run started with ``"approvals": true``.
 """
 
 from ..catalog.prompts import build_messages
-
-DEFAULT_MODEL = "bmad-default"
+from ..gateway.chat import tool_model
 
 
 def ready_steps(steps, states, available, in_flight, gated_ok):
@@ -38,5 +37,5 @@ def step_messages(tool, step, inputs, artifacts):
 
 
 def step_model(config, tool_id, run_model):
-    """The model a step asks for: ``tools.{tool_id}.model``, else the run's model, else ``bmad-default``."""
-    return config.at(f"tools.{tool_id}.model") or run_model or DEFAULT_MODEL
+    """The model a step asks for: the one rule of ``gateway.chat.tool_model``, with no request model."""
+    return tool_model(config.get("tools", {}), tool_id, None, run_model)

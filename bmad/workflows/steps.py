@@ -76,7 +76,8 @@ class StepRunner:
                 if cancel is not None and cancel.cancelled:
                     raise StepError("the run was cancelled", CANCELLED, retryable=False)
                 result = self.executor.execute(model, messages, run["user"],
-                                               f"{run['run_id']}.{step['id']}.{attempt}", tool, cancel=cancel)
+                                               f"{run['run_id']}.{step['id']}.{attempt}", tool,
+                                               cache=run["definition"].get("cache", "default"), cancel=cancel)
             except StepError as e:
                 error = e
                 self.logger.warning("workflow step attempt failed", run_id=run["run_id"], step=step["id"],

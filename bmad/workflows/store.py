@@ -56,8 +56,9 @@ def _add_approval_wait(conn):
     conn.execute("ALTER TABLE runs ADD COLUMN approval_wait REAL NOT NULL DEFAULT 0")
 
 
-# Ordered and append-only: a released migration is never edited, only followed by a new one.
-MIGRATIONS = [_create_runs, _create_steps, _create_artifacts, _add_approval_wait]
+# Ordered and append-only (the names are those recorded in schema_migrations): a released migration is never
+# edited, only followed by a new one.
+MIGRATIONS = [(fn.__name__, fn) for fn in (_create_runs, _create_steps, _create_artifacts, _add_approval_wait)]
 
 
 def _step_view(row):

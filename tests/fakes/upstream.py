@@ -58,6 +58,9 @@ Responses
   message_stop -- each with an ``event:`` line.
 * ``up.delay_seconds``: latency added before every chat/messages response.
 * ``up.keep_alive = False`` makes every response ``Connection: close``.
+* Every response carries the provider's own request id (OpenAI ``x-request-id``,
+  Anthropic ``request-id``, Azure ``apim-request-id`` + ``x-request-id``): random
+  ``req_...``, or ``up.request_id`` when set.
 * ``up.azure_prompt_filter_chunk = True``: Azure streams start with the real-Azure
   leading chunk that has ``choices: []`` and ``prompt_filter_results``.
 
@@ -125,6 +128,8 @@ import urllib.parse
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
+
+from tests.support import poll
 
 KINDS = ("openai", "anthropic", "azure")
 
@@ -394,7 +399,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _id_headers(self) -> list[tuple[str, str]]:
         kind = self.server.owner.kind
-        rid = "req_" + _rand_id(24)
+        rid = self.server.owner.request_id or "req_" + _rand_id(24)
         if kind == "anthropic":
             return [("request-id", rid)]
         if kind == "azure":
@@ -683,6 +688,7 @@ class FakeUpstream:
         self.deployments = deployments
         self.keep_alive = True
         self.azure_prompt_filter_chunk = False
+        self.request_id = None
 
         self._requested_port = port
         self._port: int | None = None
@@ -835,14 +841,9 @@ class FakeUpstream:
 
     def wait_for_requests(self, n: int, timeout: float = 2.0) -> list[RecordedRequest]:
         """Poll until at least n requests were recorded; raises TimeoutError otherwise."""
-        deadline = time.monotonic() + timeout
-        while True:
-            reqs = self.requests
-            if len(reqs) >= n:
-                return reqs
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"expected {n} requests, got {len(reqs)}")
-            time.sleep(0.005)
+        if poll(lambda: len(self.requests) >= n, timeout=timeout):
+            return self.requests  # records only grow (until reset), so this still holds n
+        raise TimeoutError(f"expected {n} requests, got {len(self.requests)}")
 
     def reset(self) -> None:
         """Clear records, connection counter and faults (revives a downed server)."""

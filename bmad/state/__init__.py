@@ -1,0 +1,1 @@
+"""Shared state for many processes: clients of the servers that hold it (Redis over RESP)."""
