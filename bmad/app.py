@@ -205,6 +205,8 @@ when state is this process's own); ``router`` is the route table.
                         {"Connection": "close", "Retry-After": "1"})
 
     def _record_perfstats(self, req, status, duration_ms):
+        if req.route is not None and not req.route.record:
+            return  # health, metrics and the UI's own files: the same requests analytics leaves out
         self.perfstats.record(req.route.template if req.route else "other", duration_ms, status)
 
     def observe(self, req, status, duration_ms):

@@ -89,8 +89,10 @@ def test_overview_numbers(fixture_service):
          "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0, "cost_usd": 0.0},
     ]}
 
-    assert a["workflows"] == {"started": 2, "completed": 1, "failed": 1, "success_rate": 0.5, "by_workflow": [
-        {"workflow": "greenfield-service", "started": 2, "completed": 1, "failed": 1, "success_rate": 0.5,
+    assert a["workflows"] == {"started": 2, "completed": 1, "failed": 1, "cancelled": 0, "success_rate": 0.5,
+                              "by_workflow": [
+        {"workflow": "greenfield-service", "started": 2, "completed": 1, "failed": 1, "cancelled": 0,
+         "success_rate": 0.5,
          "avg_duration_ms": 2000.0}]}
 
     providers = a["providers"]
@@ -188,8 +190,10 @@ def test_workflow_report(fixture_service):
          "prompt_tokens": 10, "completion_tokens": 20, "total_tokens": 30, "cost_usd": 0.01},
     ]
     trend = {d["date"]: d for d in w["daily_trend"]}
-    assert trend["2023-11-09"] == {"date": "2023-11-09", "started": 1, "completed": 0, "failed": 1}
-    assert trend["2023-11-12"] == {"date": "2023-11-12", "started": 1, "completed": 1, "failed": 0}
+    assert trend["2023-11-09"] == {"date": "2023-11-09", "started": 1, "completed": 0, "failed": 1,
+                                     "cancelled": 0}
+    assert trend["2023-11-12"] == {"date": "2023-11-12", "started": 1, "completed": 1, "failed": 0,
+                                     "cancelled": 0}
 
     empty = client.get("/bmad/analytics/workflow/story-cycle").json["workflow"]
     assert empty["executions"] == 0 and empty["success_rate"] == 0.0 and empty["steps"] == []

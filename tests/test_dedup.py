@@ -168,3 +168,44 @@ def test_coalesced_counter_is_incremented():
     for t in threads:
         t.join(10)
     assert Counter.value == 3
+
+
+def _call(cancel=None):
+    from bmad.gateway.pipeline import Call
+    from bmad.providers.base import ChatRequest
+
+    call = Call(ChatRequest("m", [{"role": "user", "content": "hi"}], cancel=cancel), origin="workflow")
+    call.state["cache_key"] = "same"
+    return call
+
+
+def test_a_call_that_may_be_cancelled_never_waits_on_another():
+    from bmad.gateway.dedup import DedupPlugin
+    from bmad.providers.cancel import CancelToken
+
+    plugin = DedupPlugin(SingleFlight(timeout=5.0))
+    leader = _call()
+    assert plugin.pre(leader) is None and "flight" in leader.state
+    step = _call(CancelToken())
+    assert plugin.pre(step) is None and "flight" not in step.state  # its own call, at once, not a wait
+    plugin.post(leader, "answer", None)
+    lone = _call(CancelToken())
+    assert plugin.pre(lone) is None and "flight" in lone.state  # with none in the air, it may lead
+    plugin.post(lone, "answer", None)
+    assert plugin.flights.stats()["in_flight"] == 0
+
+
+def test_a_waiter_whose_leader_was_cancelled_makes_its_own_call():
+    from bmad.gateway.dedup import DedupPlugin
+    from bmad.providers.cancel import Cancelled, CancelToken
+
+    plugin = DedupPlugin(SingleFlight(timeout=5.0))
+    step = _call(CancelToken())
+    assert plugin.pre(step) is None and "flight" in step.state
+    answers = []
+    waiter = threading.Thread(target=lambda: answers.append(plugin.pre(_call())))
+    waiter.start()
+    assert poll(lambda: plugin.flights.stats()["waiting"] == 1)
+    plugin.post(step, None, Cancelled("the call was cancelled"))
+    waiter.join(5.0)
+    assert not waiter.is_alive() and answers == [None]

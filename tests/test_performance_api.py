@@ -93,8 +93,9 @@ def test_limits_can_be_switched_off(start_app, client_for):
 
 
 def test_performance_endpoint(start_app, client_for):
-    service = start_app(data=KEYS)
-    client = client_for(service, {"Authorization": "Bearer alice-key"})
+    keys = [*KEYS["auth"]["api_keys"], {"key": "root-key", "user": "root", "role": "admin"}]
+    service = start_app(data={"auth": {"api_keys": keys}})
+    client = client_for(service, {"Authorization": "Bearer root-key"})
     assert client_for(service).get("/bmad/performance").status == 401
     for _ in range(3):
         client.get("/bmad/tools")

@@ -68,7 +68,7 @@ def test_slots_are_reused_not_grown():
     for _ in range(10_000):
         ps.record("/r", 1, 200)
         clock.tick(1)
-    assert len(ps._ring) == 30
+    assert len(ps._ring) == 90  # 15 minutes of 10 s slots: the history's reach
     assert 290 <= ps.snapshot()["window_requests"] <= 300  # 29 whole slots and the current one
 
 
@@ -107,3 +107,36 @@ def test_buckets_cover_the_range():
         index = bucket_of(ms)
         assert MIN_MS * 2 ** ((index - 1) / 4) < ms <= MIN_MS * 2 ** (index / 4) * (1 + 1e-9)
         assert bucket_value(index) == pytest.approx(ms, rel=0.2)
+
+
+def test_history_covers_fifteen_minutes_in_30_second_points():
+    clock = FakeClock(start=1_699_999_980.0)  # a multiple of 30 s and 10 s
+    ps = PerfStats(clock=clock)
+    for minute in range(20):
+        for _ in range(minute + 1):
+            ps.record("/r", 10.0 * (minute + 1), 500 if minute == 19 else 200)
+        clock.tick(60)
+    history = ps.history()
+    assert history["seconds"] == 900 and history["point_seconds"] == 30
+    points = history["points"]
+    assert len(points) == 31  # 15 minutes of points, plus the current one just begun
+    assert [p["t"] for p in points] == [clock() - 900 + 30 * i for i in range(31)]
+    # minute 5 (6 requests of 60 ms) is the oldest minute still inside; each minute filled its first point
+    busy = [p for p in points if p["requests"]]
+    assert [p["requests"] for p in busy] == list(range(6, 21))
+    assert busy[0]["requests_per_minute"] == 12.0 and busy[0]["p50_ms"] == pytest.approx(60, rel=0.1)
+    assert busy[-1]["error_rate"] == 1.0 and busy[0]["error_rate"] == 0.0
+    assert all(p["p95_ms"] is None for p in points if not p["requests"])
+    # the 5-minute snapshot still reads only the last 5 minutes
+    assert ps.snapshot()["window_requests"] == sum(range(17, 21))  # minutes 16-19 (minute 15 is 300 s old)
+
+
+def test_history_starts_at_the_first_point_after_start():
+    clock = FakeClock(start=1_699_999_980.0)
+    ps = PerfStats(clock=clock)
+    clock.tick(65)
+    ps.record("/r", 1.0, 200)
+    points = ps.history()["points"]
+    assert [p["t"] for p in points] == [1_699_999_980, 1_700_000_010, 1_700_000_040]
+    assert [p["requests"] for p in points] == [0, 0, 1]
+    assert points[-1]["requests_per_minute"] == 6.0  # one request in the 10 s the point has lasted so far

@@ -85,13 +85,15 @@ LOW_CONTRAST_JS = """() => {
 }"""
 
 
-def _serve(data_dir, data):
+def _serve(data_dir, data, clock=None):
     tree = {"server": {"host": "127.0.0.1", "port": 0}, "data_dir": str(data_dir),
             "log_level": "error",
             # The page polls from one client address; these tests load it many times a minute.
             "rate_limits": {"enabled": False}}
     tree.update(data)
-    return Service(build_app(load(environ={}, data=tree), logger=CapturedLogger("error"), environ={})).start()
+    extra = {"clock": clock} if clock is not None else {}
+    return Service(build_app(load(environ={}, data=tree), logger=CapturedLogger("error"), environ={},
+                             **extra)).start()
 
 
 def _has_route(service, method, template):
@@ -411,12 +413,14 @@ def test_greenfield_service_from_the_form_runs_to_readable_artifacts(server, ups
     assert {state for _, state in steps} == {"succeeded"}
     assert w.page.locator("#run-view .badge.step-state", has_text="succeeded").count() == 5
     run = _get_json(server, f"/bmad/runs/{run_id}")["run"]
-    w.page.wait_for_function("n => document.querySelectorAll('#run-view details[data-artifact] pre').length === n",
+    w.page.wait_for_function("n => document.querySelectorAll('#run-view details[data-artifact] .markdown').length === n",
                              arg=len(run["artifacts"]), timeout=WAIT_MS)
     for artifact in run["artifacts"]:
         text = _get_text(server, f"/bmad/runs/{run_id}/artifacts/{artifact['name']}")
-        shown = w.page.locator(f"#run-view details[data-artifact='{artifact['name']}'] pre").text_content()
-        assert shown == text and XSS in shown
+        shown = w.page.locator(f"#run-view details[data-artifact='{artifact['name']}'] .markdown")
+        assert shown.locator("h1").first.inner_text() == "Output"  # rendered, not raw Markdown
+        assert XSS in shown.text_content() and "# Output" not in shown.text_content()
+        assert text.startswith("# Output")
     assert w.page.locator("#run-view img, #run-view script").count() == 0
     _screenshot(w.page, "workflows-run-1280.png")
     # The run list shows it, and the state filter narrows to it.
@@ -451,7 +455,7 @@ def test_approve_and_cancel_buttons_drive_a_gated_run(server, open_page):
         assert w.page.locator("#run-approve").is_disabled()
         finished.append(w.page.get_attribute(run, "data-run"))
     # Choosing an earlier run in the list shows that run.
-    w.page.click(f"#run-list tr[data-run='{finished[0]}'] button")
+    w.page.click(f"#run-list tr[data-run='{finished[0]}'] a")
     w.page.wait_for_selector(f"#run-view section[data-run='{finished[0]}'][data-state=succeeded]", timeout=WAIT_MS)
     w.assert_clean()
 
@@ -491,3 +495,202 @@ def test_failing_provider_shows_circuit_open_after_the_next_refresh(open_page, t
         finally:
             service.stop(drain_seconds=2)
             up.clear_faults()
+
+
+# --- server-side history, Markdown artifacts, deep links, the cache directive ------------------
+
+MARKDOWN = ("# Brief\n\nSome **bold** and *soft* words, `code`, a [safe link](https://example.org/x) and a "
+            "[bad one](javascript:alert(3)).\n\n- one\n- two\n  - nested\n\n1. first\n2. second\n\n> quoted\n\n"
+            "| a | b |\n|---|---|\n| 1 | 2 |\n\n```\n<b>not bold</b>\n```\n\n" + XSS + "\n")
+
+
+def _start_run(service, workflow="greenfield-service", **body):
+    req = urllib.request.Request(service.url + f"/bmad/workflows/{workflow}/runs", method="POST",
+                                 data=json.dumps(dict(body, inputs={"idea": "a linked run"})).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.loads(resp.read())["run_id"]
+
+
+def _finished_run(service, run_id):
+    for _ in range(10):  # each long-poll waits up to 5 s
+        run = _get_json(service, f"/bmad/runs/{run_id}?wait=5")["run"]
+        if run["state"] in ("succeeded", "failed", "cancelled"):
+            return run
+    raise AssertionError(f"run {run_id} did not finish")
+
+
+def test_overview_charts_show_the_servers_last_15_minutes_on_first_load(open_page, tmp_path):
+    from tests.support import FakeClock
+    clock = FakeClock(start=1_699_999_980.0)
+    service = _serve(tmp_path, {}, clock=clock)
+    try:
+        for minute in range(6):  # six minutes of traffic before any page is open
+            for _ in range(minute + 1):
+                _get_json(service, "/bmad/tools")
+            clock.tick(60)
+        w = open_page()  # a fresh context: nothing sampled, nothing in session storage
+        with w.page.expect_response(lambda r: r.url.endswith("/bmad/performance")) as perf_info:
+            w.page.goto(service.url + "/bmad/ui#overview")
+        points = perf_info.value.json()["stats"]["history"]["points"]
+        assert len(points) == 13 and sum(p["requests"] for p in points) == 21
+        line = w.page.locator("#overview-charts [data-chart=rpm] path.line")
+        line.wait_for(timeout=WAIT_MS)
+        assert line.get_attribute("d").count("L") + 1 == len(points)  # one vertex per server point
+        assert w.page.locator("#overview-charts [data-chart=latency] path.line").count() == 2
+        assert w.page.evaluate("sessionStorage.length") == 0
+        # The console's own files are not requests: loading it changed nothing in the figures.
+        stats = _get_json(service, "/bmad/performance")["stats"]
+        assert not [r for r in stats["by_route"] if r.startswith("/bmad/ui")]
+        w.assert_clean()
+    finally:
+        service.stop(drain_seconds=2)
+
+
+def test_runs_and_tools_have_links_that_open_them(server, open_page):
+    if not _has_route(server, "POST", "/bmad/workflows/{workflow_id}/runs"):
+        pytest.skip("the workflow engine is not installed: no POST /bmad/workflows/{workflow_id}/runs route")
+    run_id = _finished_run(server, _start_run(server))["run_id"]
+    w = open_page()
+    w.page.goto(server.url + f"/bmad/ui#/runs/{run_id}")
+    w.page.wait_for_selector(f"#run-view section[data-run='{run_id}']", timeout=WAIT_MS)
+    assert w.page.locator("#tabs a[aria-current=page]").inner_text() == "Workflows"
+    assert w.page.get_attribute("#run-link", "href") == f"#/runs/{run_id}"
+    w.page.goto(server.url + "/bmad/ui#/tools/analyst")
+    w.page.wait_for_selector("#tool-form[data-tool=analyst]", timeout=WAIT_MS)
+    assert w.page.locator("#tabs a[aria-current=page]").inner_text() == "Tools"
+    other = [t for t in w.page.eval_on_selector_all("#tool-catalog button[data-id]", "bs => bs.map(b => b.dataset.id)")
+             if t != "analyst"][0]
+    w.page.click(f"#tool-catalog button[data-id={other}]")
+    assert w.page.evaluate("location.hash") == f"#/tools/{other}"
+    w.page.go_back()
+    w.page.wait_for_selector("#tool-form[data-tool=analyst]", timeout=WAIT_MS)
+    # A fresh page opened on a tool's link shows that tool.
+    fresh = open_page()
+    fresh.page.goto(server.url + f"/bmad/ui#/tools/{other}")
+    fresh.page.wait_for_selector(f"#tool-form[data-tool={other}]", timeout=WAIT_MS)
+    # The run list links each run.
+    w.open_view("workflows")
+    w.page.click(f"#run-list tr[data-run='{run_id}'] a")
+    w.page.wait_for_selector(f"#run-view section[data-run='{run_id}']", timeout=WAIT_MS)
+    assert w.page.evaluate("location.hash") == f"#/runs/{run_id}"
+    w.assert_clean()
+    fresh.assert_clean()
+
+
+def test_artifacts_render_as_safe_markdown_with_downloads(open_page, tmp_path):
+    import zipfile
+    with FakeUpstream("openai", api_key="sk-test") as up:
+        up.reply = MARKDOWN
+        service = _serve(tmp_path, _provider_config(up, "md-openai"))
+        try:
+            run = _finished_run(service, _start_run(service))
+            assert run["state"] == "succeeded"
+            w = open_page()
+            w.page.goto(service.url + f"/bmad/ui#/runs/{run['run_id']}")
+            first = run["artifacts"][0]["name"]
+            doc = w.page.locator(f"#run-view details[data-artifact='{first}'] .markdown")
+            doc.locator("h1").wait_for(timeout=WAIT_MS)
+            assert doc.locator("h1").inner_text() == "Brief"
+            assert doc.locator("strong").inner_text() == "bold" and doc.locator("em").inner_text() == "soft"
+            assert doc.locator("p code").inner_text() == "code"
+            assert doc.locator("a").count() == 1
+            assert doc.locator("a").get_attribute("href") == "https://example.org/x"
+            assert "noopener" in doc.locator("a").get_attribute("rel")
+            assert "bad one" in doc.inner_text()  # the javascript: link is text, not a link
+            assert doc.locator("ul > li").count() == 3 and doc.locator("ul ul li").inner_text() == "nested"
+            assert doc.locator("ol > li").all_inner_texts() == ["first", "second"]
+            assert doc.locator("blockquote").inner_text() == "quoted"
+            assert doc.locator("table td").all_inner_texts() == ["1", "2"]
+            assert doc.locator("pre code").inner_text() == "<b>not bold</b>"
+            assert XSS in doc.inner_text()
+            assert w.page.locator("#run-view img, #run-view script, #run-view b, #run-view [onerror]").count() == 0
+            with w.page.expect_download() as one:
+                w.page.click(f"#run-view button[data-download='{first}']")
+            assert one.value.suggested_filename == f"{first}.md"
+            assert Path(one.value.path()).read_text("utf-8") == MARKDOWN
+            with w.page.expect_download() as every:
+                w.page.click("#run-artifacts-zip")
+            assert every.value.suggested_filename == f"{run['run_id']}-artifacts.zip"
+            with zipfile.ZipFile(every.value.path()) as archive:
+                assert archive.namelist() == [f"{run['run_id']}/{a['name']}.md" for a in run["artifacts"]]
+                assert {archive.read(n).decode() for n in archive.namelist()} == {MARKDOWN}
+            # Unmatched markers by the ten thousand render in linear time (the artifact limit is 200,000 characters).
+            for text in ("_x " * 60000, "* a " * 50000, "[a](" * 40000):
+                ms = w.page.evaluate("""async (t) => { const m = await import('/bmad/ui/markdown.js');
+                    const s = performance.now(); m.renderMarkdown(t); return performance.now() - s; }""", text)
+                assert ms < 2000, (text[:8], ms)
+            _screenshot(w.page, "workflows-markdown-1280.png")
+            w.assert_clean()
+        finally:
+            service.stop(drain_seconds=2)
+
+
+def test_the_console_sends_no_cache_directive_unless_asked_for_a_fresh_answer(open_page, tmp_path):
+    with FakeUpstream("openai", api_key="sk-test") as up:
+        service = _serve(tmp_path, _provider_config(up, "cached-openai"))
+        try:
+            if not _has_route(service, "POST", "/bmad/tools/{tool_id}/run"):
+                pytest.skip("no tool-run route in this build")
+            w = open_page()
+            w.page.goto(service.url + "/bmad/ui#tools")
+            w.page.click("#tool-catalog button[data-id=analyst]")
+            w.page.fill("#tool-form textarea[data-input=idea]", "the same question twice")
+            answers = []
+            for fresh in (False, False, True):
+                if fresh:
+                    w.page.check("#tool-fresh")
+                with w.page.expect_response(lambda r: r.url.endswith("/bmad/tools/analyst/run")) as info:
+                    w.page.click("#tool-form button[type=submit]")
+                w.page.wait_for_selector("#tool-output", timeout=WAIT_MS)
+                sent = info.value.request.all_headers()
+                answers.append((sent.get("cache-control"), sent.get("pragma"), info.value.header_value("x-cache")))
+                if not fresh:
+                    assert answers[-1][:2] == (None, None), answers  # no directive of its own
+            assert answers == [(None, None, "MISS"), (None, None, "HIT"), ("no-cache", None, "MISS")]
+            assert sum(r.route == "chat" for r in up.requests) == 2  # the second run was the cache's
+            gets = [r for r in w.requests if r.method == "GET" and "/bmad/" in r.url and "/bmad/ui" not in r.url]
+            assert gets and all("cache-control" not in r.all_headers() for r in gets)
+            w.assert_clean()
+        finally:
+            service.stop(drain_seconds=2)
+
+
+def test_analytics_shows_cancelled_runs_apart_from_failures(open_page, tmp_path):
+    import time
+    service = _serve(tmp_path, {})
+    try:
+        assert _finished_run(service, _start_run(service))["state"] == "succeeded"
+        gated = _start_run(service, approvals=True)
+        assert _get_json(service, f"/bmad/runs/{gated}?wait=20")["run"]["state"] == "waiting_approval"
+        assert _post_json(service, f"/bmad/runs/{gated}/cancel", {}) == 200
+        deadline = time.monotonic() + 10
+        while _get_json(service, "/bmad/analytics")["analytics"]["workflows"]["cancelled"] != 1:
+            assert time.monotonic() < deadline, "the cancel never reached analytics"
+            time.sleep(0.1)
+        w = open_page()
+        w.page.goto(service.url + "/bmad/ui#analytics")
+        row = w.page.locator("#analytics-body tr", has_text="greenfield-service")
+        row.wait_for(timeout=WAIT_MS)
+        cell = lambda label: row.locator(f"td[data-label='{label}']").inner_text()  # noqa: E731
+        assert (cell("Succeeded"), cell("Failed"), cell("Cancelled"), cell("Success rate")) == ("1", "0", "1", "100%")
+        w.assert_clean()
+    finally:
+        service.stop(drain_seconds=2)
+
+
+def test_a_user_key_sees_provider_health_and_its_own_usage(open_page, tmp_path):
+    service = _serve(tmp_path, {"auth": {"api_keys": [{"key": RIGHT_KEY, "user": "alice"}]}})
+    try:
+        w = open_page()
+        w.context.add_init_script(f"sessionStorage.setItem('bmad.apiKey', {json.dumps(RIGHT_KEY)})")
+        w.page.goto(service.url + "/bmad/ui#providers")
+        row = w.page.locator("#providers-body tr[data-provider=offline]")
+        row.wait_for(timeout=WAIT_MS)
+        assert row.get_attribute("data-circuit") == "closed"
+        assert w.page.locator("#providers-body .notice", has_text="Your usage only").count() == 1
+        headers = w.page.locator("#providers-body th").all_inner_texts()
+        assert "Your requests" in headers and "Success" not in headers and "Cost" not in headers
+        assert w.page_errors == [] and w.dialogs == []
+    finally:
+        service.stop(drain_seconds=2)

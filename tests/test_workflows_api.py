@@ -51,7 +51,8 @@ def test_start_answers_202_with_location_and_the_run_shape(start_app, client_for
     assert set(run["steps"][0]) >= {"id", "tool", "state", "provider", "model", "prompt_tokens", "completion_tokens",
                                     "cost_usd", "latency_ms", "attempts", "error"}
     assert set(run["artifacts"][0]) == {"name", "produced_by", "chars"}
-    assert set(run["totals"]) == {"prompt_tokens", "completion_tokens", "cost_usd", "duration_ms"}
+    assert set(run["totals"]) == {"prompt_tokens", "completion_tokens", "cost_usd", "duration_ms",
+                                  "approval_wait_ms"}
 
 
 @pytest.mark.parametrize("body, status, needle", [

@@ -135,6 +135,11 @@ class Analytics:
         with self.store.reading() as conn:
             return entities.provider_report(conn, self.clock(), days, name)
 
+    def own_usage(self, user_id, seconds):
+        """One user's requests and their provider usage over the last ``seconds`` (see ``entities.own_usage``)."""
+        with self.store.reading() as conn:
+            return entities.own_usage(conn, self.clock() - seconds, user_id)
+
     # -- control -------------------------------------------------------------------------------
 
     def flush(self, timeout=10.0):

@@ -7,7 +7,7 @@ the entity may be reported on; these functions return None for an entity
 with no data where that means "never seen". Every query is parameterized.
 """
 
-from .reports import ZERO, DayRange, date_of, iso, mean, percentile, provider_counts, ratio
+from .reports import WORKFLOW_TYPES, ZERO, DayRange, date_of, iso, mean, percentile, provider_counts, ratio
 from .rollup import STEP_SEP
 
 MAX_ROWS = 100  # per list in a report: tools, workflows, steps
@@ -78,12 +78,17 @@ def _totals(by_day, type):
 def workflow_report(conn, now, days, workflow, step_order=()):
     """The report for one workflow (the caller checks that the catalog has it); steps in ``step_order``."""
     r = DayRange(now, days)
-    types = ("workflow_started", "workflow_completed", "workflow_failed")
+    types = WORKFLOW_TYPES
     by_day = _rollup_by_day(conn, "workflow", workflow, r, types)
-    started, completed, failed = (_totals(by_day, t) for t in types)
+    started, completed, failed, cancelled = (_totals(by_day, t) for t in types)
     durations = [row[0] for row in conn.execute(
         "SELECT latency_ms FROM events WHERE workflow = ? AND type IN ('workflow_completed', 'workflow_failed') "
         "AND ts >= ? AND latency_ms IS NOT NULL ORDER BY latency_ms", (workflow, r.start_ts))]
+    # Time at approval gates is the approvers', not the workflow's: reported apart from the duration.
+    waits = [row[0] for row in conn.execute(
+        "SELECT json_extract(extra, '$.approval_wait_ms') FROM events WHERE workflow = ? AND type IN "
+        "('workflow_completed', 'workflow_failed', 'workflow_cancelled') AND ts >= ? AND extra IS NOT NULL",
+        (workflow, r.start_ts)) if isinstance(row[0], (int, float))]
     prefix = workflow + STEP_SEP
     steps = []
     for key, count, failures, prompt, completion, cost, lat_sum, lat_n, total in conn.execute(
@@ -101,9 +106,10 @@ def workflow_report(conn, now, days, workflow, step_order=()):
     ended = completed[0] + failed[0]
     return {
         "workflow": workflow, "days": days, "executions": started[0], "completed": completed[0],
-        "failed": failed[0], "success_rate": ratio(completed[0], ended),
+        "failed": failed[0], "cancelled": cancelled[0], "success_rate": ratio(completed[0], ended),
         "avg_duration_ms": mean(completed[5] + failed[5], completed[6] + failed[6]),
         "p95_duration_ms": percentile(durations, 0.95),
+        "avg_approval_wait_ms": mean(sum(waits), len(waits)),
         "prompt_tokens": sum(s["prompt_tokens"] for s in steps),
         "completion_tokens": sum(s["completion_tokens"] for s in steps),
         "total_tokens": sum(s["total_tokens"] for s in steps),
@@ -111,7 +117,8 @@ def workflow_report(conn, now, days, workflow, step_order=()):
         "steps": steps,
         "daily_trend": [{"date": date_of(day), "started": by_day.get(day, {}).get(types[0], ZERO)[0],
                          "completed": by_day.get(day, {}).get(types[1], ZERO)[0],
-                         "failed": by_day.get(day, {}).get(types[2], ZERO)[0]} for day in r.each()],
+                         "failed": by_day.get(day, {}).get(types[2], ZERO)[0],
+                         "cancelled": by_day.get(day, {}).get(types[3], ZERO)[0]} for day in r.each()],
     }
 
 
@@ -155,3 +162,21 @@ def provider_report(conn, now, days, provider):
         "cost_usd": round(ok[4], 6), "failovers": failover[0], "circuit_openings": openings,
         "daily_trend": daily,
     }
+
+
+def own_usage(conn, since, user_id):
+    """What ``user_id`` did since ``since``: requests, errors, mean latency, and per provider the
+    attempts, failures, tokens and cost (what a non-admin may see of the shared figures)."""
+    requests, errors, latency = conn.execute(
+        "SELECT COUNT(*), COALESCE(SUM(error), 0), AVG(latency_ms) FROM events "
+        "WHERE user_id = ? AND type = 'api_request' AND ts >= ?", (user_id, since)).fetchone()
+    providers = {}
+    for provider, count, failed, prompt, completion, cost in conn.execute(
+            "SELECT provider, COUNT(*), SUM(error), SUM(COALESCE(prompt_tokens, 0)), "
+            "SUM(COALESCE(completion_tokens, 0)), SUM(COALESCE(cost_usd, 0)) FROM events "
+            "WHERE user_id = ? AND type = 'provider_request' AND ts >= ? AND provider IS NOT NULL "
+            "GROUP BY provider ORDER BY provider LIMIT ?", (user_id, since, MAX_ROWS)):
+        providers[provider] = {"requests": count, "failures": failed, "prompt_tokens": prompt,
+                               "completion_tokens": completion, "cost_usd": round(cost, 8)}
+    return {"requests": requests, "errors": errors, "avg_latency_ms": round(latency or 0.0, 3),
+            "providers": providers}

@@ -16,7 +16,7 @@ from .realtime import RealTime
 from .schema import COMPLETION, COST, ERROR, EVENT_TYPES, LATENCY, PROMPT, RUN_ID, SESSION, USER, normalize
 
 MAX_OPEN_SESSIONS = 100_000
-WORKFLOW_ENDS = frozenset({"workflow_completed", "workflow_failed"})
+WORKFLOW_ENDS = frozenset({"workflow_completed", "workflow_failed", "workflow_cancelled"})
 DROP_REASONS = ("queue_full", "write_error", "invalid_type", "record_error", "closed")
 
 

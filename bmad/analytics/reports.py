@@ -145,18 +145,21 @@ def _tools(conn, span):
     return {"executions": sum(row["executions"] for row in rows), "top": rows[:TOP_TOOLS]}
 
 
+# A cancelled run neither succeeded nor failed: it is counted apart and left out of the success rate.
+WORKFLOW_TYPES = ("workflow_started", "workflow_completed", "workflow_failed", "workflow_cancelled")
+
+
 def _workflows(conn, span, per_type):
     rows = []
-    types = ("workflow_started", "workflow_completed", "workflow_failed")
-    for name, by_type in _grouped(conn, "workflow", span, types).items():
-        started, completed, failed = (by_type.get(t, ZERO) for t in types)
+    for name, by_type in _grouped(conn, "workflow", span, WORKFLOW_TYPES).items():
+        started, completed, failed, cancelled = (by_type.get(t, ZERO) for t in WORKFLOW_TYPES)
         ended_n = completed[6] + failed[6]
         rows.append({"workflow": name, "started": started[0], "completed": completed[0], "failed": failed[0],
-                     "success_rate": ratio(completed[0], completed[0] + failed[0]),
+                     "cancelled": cancelled[0], "success_rate": ratio(completed[0], completed[0] + failed[0]),
                      "avg_duration_ms": mean(completed[5] + failed[5], ended_n)})
     rows.sort(key=lambda row: (-row["started"], row["workflow"]))
-    started, completed, failed = (per_type.get(t, ZERO)[0] for t in types)
-    return {"started": started, "completed": completed, "failed": failed,
+    started, completed, failed, cancelled = (per_type.get(t, ZERO)[0] for t in WORKFLOW_TYPES)
+    return {"started": started, "completed": completed, "failed": failed, "cancelled": cancelled,
             "success_rate": ratio(completed, completed + failed), "by_workflow": rows[:TOP_ENTITIES]}
 
 

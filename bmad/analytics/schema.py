@@ -12,8 +12,8 @@ import json
 
 EVENT_TYPES = frozenset({
     "api_request", "tool_execution", "workflow_started", "workflow_step_completed", "workflow_completed",
-    "workflow_failed", "provider_request", "provider_failure", "provider_failover", "cache_hit", "rate_limited",
-    "circuit_state_changed", "session_started", "auth_failed",
+    "workflow_failed", "workflow_cancelled", "provider_request", "provider_failure", "provider_failover", "cache_hit",
+    "rate_limited", "circuit_state_changed", "session_started", "auth_failed",
 })
 
 # Column name -> kind. The order is the order of the ``events`` table after (ts, type).
@@ -150,6 +150,8 @@ def normalize(type, ts, fields):
 
 def is_error(type, row):
     """1 when the event reports a failure: a failure type, an error_type, an HTTP status >= 400 or a failed outcome."""
+    if type == "workflow_cancelled":
+        return 0  # someone chose to stop the run; nothing failed
     if type in ERROR_TYPES or row[INDEX["error_type"]] is not None:
         return 1
     status = row[INDEX["status"]]

@@ -13,6 +13,7 @@ import copy
 import threading
 
 from ..errors import GatewayTimeout, InternalError
+from ..providers.cancel import Cancelled
 
 IMMUTABLE = (bytes, str, int, float, bool, type(None))
 
@@ -84,6 +85,15 @@ class SingleFlight:
             flight.waiters += 1
             return flight, False
 
+    def lead(self, key):
+        """A new flight for ``key`` led by the caller, or None when one is in the air already (no joining)."""
+        with self._lock:
+            if key in self._flights:
+                return None
+            flight = self._flights[key] = _Flight()
+            self.leaders += 1
+            return flight
+
     def land(self, key, flight, result, error):
         """The leader's outcome: release everyone waiting on ``flight``."""
         if error is not None:
@@ -138,11 +148,21 @@ class DedupPlugin:
         key = call.state.get("cache_key")
         if key is None or call.chat.stream:
             return None
+        if call.chat.cancel is not None:
+            # A call its caller may abandon (a workflow step) never waits on another's: its cancel must stop
+            # its own upstream call, and no one else's cancel may end it.
+            flight = self.flights.lead(key)
+            if flight is not None:
+                call.state["flight"] = flight
+            return None
         flight, leader = self.flights.join(key)
         if leader:
             call.state["flight"] = flight
             return None
-        result = self.flights.wait(flight)
+        try:
+            result = self.flights.wait(flight)
+        except Cancelled:
+            return None  # the leader's caller gave up, which is no answer for this one: make our own call
         call.state["coalesced"] = True
         call.headers["X-Dedup"] = "coalesced"
         return result

@@ -32,6 +32,7 @@ def build_routes(app):
     r.get("/bmad/runs", runs.list_runs)
     r.get("/bmad/runs/{run_id}", runs.get_run)
     r.get("/bmad/runs/{run_id}/artifacts/{name}", runs.get_artifact)
+    r.get("/bmad/runs/{run_id}/artifacts.zip", runs.artifacts_zip)
     r.post("/bmad/runs/{run_id}/cancel", runs.cancel_run)
     r.post("/bmad/runs/{run_id}/approve", runs.approve_run)
 

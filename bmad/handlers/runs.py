@@ -1,12 +1,14 @@
-"""Workflow run endpoints: start, read (with long-poll), artifacts, list, cancel, approve.
+"""Workflow run endpoints: start, read (with long-poll), artifacts (one, or all as a zip), list, cancel, approve.
 
 Callers see their own runs; admins (and everyone in open mode) see all. A
 run someone else owns answers 404, as if it did not exist, so ids cannot be
 probed.
 """
 
+import io
 import re
 import time
+import zipfile
 
 from ..catalog.prompts import check_inputs
 from ..errors import BadRequest, Forbidden, NotFound
@@ -21,6 +23,8 @@ MAX_TITLE_CHARS = 200
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
 MARKDOWN = "text/markdown; charset=utf-8"
+ZIP = "application/zip"
+UNSAFE_FILE_CHARS = re.compile(r"[^A-Za-z0-9._-]")
 # ASCII digits only: str.isdigit() and float() also take other scripts' digits and
 # superscripts ('²'), which int() then refuses.
 LIMIT = re.compile(r"[0-9]{1,3}\Z")
@@ -91,8 +95,13 @@ def _wait_seconds(req):
     return seconds
 
 
+# A long-poll answers once the run needs nobody (final) or needs someone (an approval): neither changes by itself.
+SETTLED_STATES = FINAL_STATES | {"waiting_approval"}
+
+
 def get_run(req):
-    """GET /bmad/runs/{run_id}[?wait=S]: the run; with ``wait``, once it is final or S seconds passed."""
+    """GET /bmad/runs/{run_id}[?wait=S]: the run; with ``wait``, once it is final or waiting for an approval,
+    or S seconds passed."""
     run_id = req.params["run_id"]
     _visible_run(req, run_id)
     engine = req.app.workflows
@@ -102,7 +111,7 @@ def get_run(req):
         version = engine.version
         run = engine.describe(run_id)
         left = deadline - time.monotonic()
-        if run["state"] in FINAL_STATES or left <= 0 or engine.stopping:
+        if run["state"] in SETTLED_STATES or left <= 0 or engine.stopping:
             return {"status": "success", "run": run}
         engine.wait_for_change(version, left)
 
@@ -115,6 +124,29 @@ def get_artifact(req):
     if text is None:
         raise NotFound(f"run '{run_id}' has no artifact '{name}'", type="artifact_not_found")
     return Response(200, text.encode("utf-8"), content_type=MARKDOWN)
+
+
+def artifacts_zip(req):
+    """GET /bmad/runs/{run_id}/artifacts.zip: every artifact of the run, one Markdown file each."""
+    run_id = req.params["run_id"]
+    _visible_run(req, run_id)
+    buf = io.BytesIO()
+    used = set()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, text, created_at in req.app.workflows.store.artifacts(run_id):
+            # Names come from the catalog, but a file name in a zip is a path on someone's disk.
+            stem = base = UNSAFE_FILE_CHARS.sub("_", name).lstrip(".") or "artifact"
+            for n in range(2, 10_000):
+                if stem not in used:
+                    break
+                stem = f"{base}-{n}"
+            used.add(stem)
+            member = zipfile.ZipInfo(f"{run_id}/{stem}.md",
+                                     time.gmtime(max(created_at, 315532800))[:6])  # zip dates start in 1980
+            member.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(member, text.encode("utf-8"))
+    return Response(200, buf.getvalue(), {"Content-Disposition": f'attachment; filename="{run_id}-artifacts.zip"'},
+                    content_type=ZIP)
 
 
 def _limit(req):
@@ -146,7 +178,8 @@ def list_runs(req):
 
 
 def cancel_run(req):
-    """POST /bmad/runs/{run_id}/cancel: cancelled at once when queued, after the current step(s) when running."""
+    """POST /bmad/runs/{run_id}/cancel: cancelled at once when queued or waiting; a running one's model calls are
+    aborted (202)."""
     run_id = req.params["run_id"]
     _visible_run(req, run_id)
     state = req.app.workflows.cancel(run_id)

@@ -1,6 +1,7 @@
 """Per-route request statistics over a sliding window, in bounded memory.
 
-The window (5 minutes) is a ring of fixed slots (10 seconds each). A slot
+The window (5 minutes) is read from a ring of fixed slots (10 seconds each)
+that reaches back 15 minutes, the span of ``history()``. A slot
 keeps, per route, a count, the sum of durations, the error count and a
 sparse log-scale histogram of durations (buckets 2^(1/4) apart, so a
 percentile read from it is within about 10% of the true value). A slot is
@@ -8,7 +9,7 @@ reset when the ring comes round to it again, so memory is bounded by
 slots x routes x buckets whatever the traffic.
 
 Methods for the caller: ``record(route, duration_ms, status)``, ``snapshot()``,
-``summary()``.
+``summary()``, ``history()``.
 """
 
 import math
@@ -16,6 +17,8 @@ import threading
 import time
 
 WINDOW_SECONDS = 300
+HISTORY_SECONDS = 900
+POINT_SECONDS = 30
 SLOT_SECONDS = 10
 MIN_MS = 0.01
 RATIO = 2 ** 0.25
@@ -94,15 +97,19 @@ class PerfStats:
     """
 
     def __init__(self, *, clock=time.monotonic, window_seconds=WINDOW_SECONDS, slot_seconds=SLOT_SECONDS,
-                 max_routes=MAX_ROUTES):
+                 max_routes=MAX_ROUTES, history_seconds=HISTORY_SECONDS, point_seconds=POINT_SECONDS):
         self.clock = clock
         self.slot_seconds = slot_seconds
-        self.slots = max(1, int(window_seconds // slot_seconds))
-        self.window_seconds = self.slots * slot_seconds
+        self.window_slots = max(1, int(window_seconds // slot_seconds))
+        self.window_seconds = self.window_slots * slot_seconds
+        self.slots = max(self.window_slots, int(history_seconds // slot_seconds))
+        self.history_seconds = self.slots * slot_seconds
+        self.point_slots = max(1, int(point_seconds // slot_seconds))
         self.max_routes = max_routes
         self.started = clock()
         self.total_requests = 0
         self._ring = [(-1, {}) for _ in range(self.slots)]
+        self._totals = [(-1, None) for _ in range(self.slots)]  # each slot's routes merged, for history()
         self._routes = set()
         self._lock = threading.Lock()
 
@@ -121,15 +128,17 @@ class PerfStats:
             if slot_epoch != epoch:
                 series = {}
                 self._ring[position] = (epoch, series)
+                self._totals[position] = (epoch, _Series())
             entry = series.get(route)
             if entry is None:
                 entry = series[route] = _Series()
             entry.add(duration_ms, error)
+            self._totals[position][1].add(duration_ms, error)
 
     def _window(self):
         """Merged per-route series of the live slots (copied under the lock, merged outside it)."""
         now = self.clock()
-        oldest = int(now // self.slot_seconds) - self.slots + 1
+        oldest = int(now // self.slot_seconds) - self.window_slots + 1
         with self._lock:
             live = [list(series.items()) for epoch, series in self._ring if epoch >= oldest]
             copies = [[(route, _copy(s)) for route, s in items] for items in live]
@@ -163,6 +172,32 @@ class PerfStats:
                 "p95_ms": round(overall.percentile(0.95), 3),
                 "p99_ms": round(overall.percentile(0.99), 3),
                 "by_route": by_route}
+
+    def history(self):
+        """The last ``history_seconds`` as points ``point_seconds`` apart, oldest first, from the first one
+        after start: ``{t, requests, requests_per_minute, p50_ms, p95_ms, error_rate}`` (``t`` = the
+        clock at the point's start; percentiles None for a point without requests)."""
+        now = self.clock()
+        current = int(now // self.slot_seconds)
+        first = max(current - self.slots + 1, int(self.started // self.slot_seconds))
+        first -= first % self.point_slots
+        with self._lock:  # one series per slot to copy, whatever the number of routes
+            live = [(epoch, _copy(total)) for epoch, total in self._totals if first <= epoch <= current]
+        points = {}
+        for epoch, total in live:
+            points.setdefault(epoch // self.point_slots, _Series()).merge(total)
+        out = []
+        for point in range(first // self.point_slots, current // self.point_slots + 1):
+            s = points.get(point) or _Series()
+            start = point * self.point_slots * self.slot_seconds
+            span = min(self.point_slots * self.slot_seconds, max(self.slot_seconds, now - start))
+            out.append({"t": start, "requests": s.count,
+                        "requests_per_minute": round(s.count * 60.0 / span, 2),
+                        "p50_ms": round(s.percentile(0.50), 3) if s.count else None,
+                        "p95_ms": round(s.percentile(0.95), 3) if s.count else None,
+                        "error_rate": round(s.errors / s.count, 4) if s.count else 0.0})
+        return {"seconds": self.history_seconds, "point_seconds": self.point_slots * self.slot_seconds,
+                "points": out}
 
     def summary(self):
         """Average and p95 response time over the window (for ``/bmad/health``)."""

@@ -218,7 +218,7 @@ class AnthropicProvider(Provider):
     def complete(self, chat, model, request_id=None):
         """One non-streamed message, answered in the OpenAI shape."""
         data, upstream_id = self._post_json(self.spec.base_path + "/v1/messages", to_anthropic(chat, model),
-                                            self.call_headers(request_id))
+                                            self.call_headers(request_id), chat.cancel)
         reply = from_anthropic(data, int(self.clock()))
         reply.upstream_id = upstream_id
         return reply
@@ -229,7 +229,7 @@ class AnthropicProvider(Provider):
                              ensure_ascii=False).encode("utf-8")
         headers = self.call_headers(request_id)
         headers["Accept"] = "text/event-stream"
-        response = self._send("POST", self.spec.base_path + "/v1/messages", payload, headers)
+        response = self._send("POST", self.spec.base_path + "/v1/messages", payload, headers, chat.cancel)
         if response.status >= 300:
             raise self._failure(response)
         if "text/event-stream" not in (response.header("Content-Type") or ""):

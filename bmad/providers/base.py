@@ -79,18 +79,21 @@ class ChatRequest:
     ``messages`` the OpenAI messages; ``params`` every other body field that
     is forwarded (temperature, max_tokens, stop, ...); ``stream`` and
     ``include_usage`` the streaming choice; ``tool`` the catalog tool a tool
-    run or workflow step is for (``{"id", "name", "role", ...}``), else None.
+    run or workflow step is for (``{"id", "name", "role", ...}``), else None;
+    ``cancel`` a ``CancelToken`` that may abort the upstream call, else None.
     """
 
-    __slots__ = ("model", "messages", "params", "stream", "include_usage", "tool")
+    __slots__ = ("model", "messages", "params", "stream", "include_usage", "tool", "cancel")
 
-    def __init__(self, model, messages, params=None, *, stream=False, include_usage=False, tool=None):
+    def __init__(self, model, messages, params=None, *, stream=False, include_usage=False, tool=None,
+                 cancel=None):
         self.model = model
         self.messages = messages
         self.params = params or {}
         self.stream = stream
         self.include_usage = include_usage
         self.tool = tool
+        self.cancel = cancel
 
 
 class Reply:
@@ -280,15 +283,15 @@ class Provider:
             headers["X-Request-ID"] = request_id
         return headers
 
-    def _send(self, method, path, payload, headers):
+    def _send(self, method, path, payload, headers, cancel=None):
         with self.translating_errors():
-            return self.http.request(method, path, payload, headers, timeout=self.spec.timeout)
+            return self.http.request(method, path, payload, headers, timeout=self.spec.timeout, cancel=cancel)
 
-    def _post_json(self, path, body, headers):
+    def _post_json(self, path, body, headers, cancel=None):
         """POST ``body``; ``(parsed JSON answer of a 2xx, the provider's request id)``, else ``ProviderError``."""
         deadline = time.monotonic() + self.spec.timeout
         payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-        response = self._send("POST", path, payload, headers)
+        response = self._send("POST", path, payload, headers, cancel)
         return self._read_json(response, deadline), upstream_id_of(response)
 
     def _get_json(self, path, headers):

@@ -79,7 +79,7 @@ class OpenAIProvider(Provider):
     def complete(self, chat, model, request_id=None):
         """One non-streamed chat completion."""
         data, upstream_id = self._post_json(self.chat_path(model), self.body(chat, model, False),
-                                            self.call_headers(request_id))
+                                            self.call_headers(request_id), chat.cancel)
         choices = data.get("choices")
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
             raise ProviderError(INVALID, "the upstream answer has no choices", upstream_id=upstream_id)
@@ -91,7 +91,7 @@ class OpenAIProvider(Provider):
         payload = json.dumps(self.body(chat, model, True), separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         headers = self.call_headers(request_id)
         headers["Accept"] = "text/event-stream"
-        response = self._send("POST", self.chat_path(model), payload, headers)
+        response = self._send("POST", self.chat_path(model), payload, headers, chat.cancel)
         if response.status >= 300:
             raise self._failure(response)
         if "text/event-stream" not in (response.header("Content-Type") or ""):

@@ -32,6 +32,8 @@ import ssl
 import threading
 import time
 
+from .cancel import Cancelled
+
 # An idle connection older than this is closed rather than reused: upstream
 # load balancers drop idle connections after a minute or so, silently.
 IDLE_SECONDS = 50.0
@@ -192,19 +194,25 @@ class HostPool:
 
     # -- the request ------------------------------------------------------------------------------
 
-    def request(self, method, path, body=None, headers=None, *, timeout=None):
+    def request(self, method, path, body=None, headers=None, *, timeout=None, cancel=None):
         """Send one request and return its ``PooledResponse`` (status and headers read, body not).
 
         ``timeout`` bounds each socket read (default: the host's read
         timeout). Connection and timeout errors propagate as ``OSError`` /
         ``http.client.HTTPException``; the caller decides what they mean.
+        ``cancel`` (a ``CancelToken``) may abort the call from another
+        thread: the socket is shut down and ``Cancelled`` raised.
         """
         timeout = self.read_timeout if timeout is None else timeout
         for attempt in (1, 2):
+            _check(cancel)
             conn, reused = self._acquire()
             # Kept here: for a ``Connection: close`` answer ``getresponse`` closes the connection and
             # drops ``conn.sock``, while the response goes on reading from the same socket.
             sock = conn.sock
+            if cancel is not None and not cancel.attach(sock):
+                self._release(conn)  # nothing was sent on it: still good for the next request
+                _check(cancel)
             try:
                 if sock.gettimeout() != timeout:
                     sock.settimeout(timeout)
@@ -212,13 +220,17 @@ class HostPool:
                 response = conn.getresponse()
             except STALE_ERRORS:
                 self._discard(conn)
+                _detach(cancel, sock)
+                _check(cancel)
                 if reused and attempt == 1:
                     continue  # the upstream closed it while idle: once more on a fresh connection
                 raise
             except BaseException:
                 self._discard(conn)
+                _detach(cancel, sock)
+                _check(cancel)
                 raise
-            return PooledResponse(self, conn, sock, response, timeout)
+            return PooledResponse(self, conn, sock, response, timeout, cancel)
         raise AssertionError("unreachable")
 
     def stats(self):
@@ -231,9 +243,9 @@ class HostPool:
 class PooledResponse:
     """An upstream response on a pooled connection; give it back with ``release`` or ``discard``."""
 
-    __slots__ = ("pool", "conn", "sock", "response", "status", "headers", "timeout", "done")
+    __slots__ = ("pool", "conn", "sock", "response", "status", "headers", "timeout", "done", "cancel")
 
-    def __init__(self, pool, conn, sock, response, timeout):
+    def __init__(self, pool, conn, sock, response, timeout, cancel=None):
         self.pool = pool
         self.conn = conn
         self.sock = sock
@@ -242,6 +254,7 @@ class PooledResponse:
         self.headers = response.headers
         self.timeout = timeout
         self.done = False
+        self.cancel = cancel
 
     def header(self, name, default=None):
         """One response header (case-insensitive)."""
@@ -280,6 +293,7 @@ class PooledResponse:
                 parts.append(chunk)
         except BaseException:
             self.discard()
+            _check(self.cancel)  # a read cut short by a cancel is a cancel, not an upstream failure
             raise
         self.release()
         return b"".join(parts)
@@ -305,7 +319,8 @@ class PooledResponse:
         except (OSError, http.client.HTTPException):
             reusable = False
         self.done = True
-        if reusable:
+        _detach(self.cancel, self.sock)
+        if reusable and not (self.cancel is not None and self.cancel.cancelled):
             self.pool._release(self.conn)
         else:
             self.pool._discard(self.conn)
@@ -315,7 +330,18 @@ class PooledResponse:
         if self.done:
             return
         self.done = True
+        _detach(self.cancel, self.sock)
         self.pool._discard(self.conn)
+
+
+def _check(cancel):
+    if cancel is not None and cancel.cancelled:
+        raise Cancelled("the call was cancelled") from None
+
+
+def _detach(cancel, sock):
+    if cancel is not None:
+        cancel.detach(sock)
 
 
 def _looks_closed(conn):

@@ -1,5 +1,7 @@
 // The one way this page talks to the server: same-origin fetch, JSON in and
 // out, the API key (if any) from sessionStorage sent as a Bearer token.
+// No cache directive is sent unless a caller asks for a fresh answer
+// (`fresh`): the server's response cache then serves repeated tool runs.
 
 const KEY_NAME = "bmad.apiKey";
 let unauthorizedHandler = null;
@@ -27,11 +29,14 @@ export function onUnauthorized(handler) {
   unauthorizedHandler = handler;
 }
 
-export async function request(method, path, body) {
-  const headers = {Accept: "application/json"};
+export async function request(method, path, body, {fresh = false, blob = false} = {}) {
+  const headers = {Accept: blob ? "*/*" : "application/json"};
   const key = getKey();
   if (key) headers.Authorization = "Bearer " + key;
-  const init = {method, headers, cache: "no-store", credentials: "omit", redirect: "error"};
+  if (fresh) headers["Cache-Control"] = "no-cache";
+  // The default cache mode adds no header (no-store and reload would send Cache-Control: no-cache);
+  // the API's answers carry no validators, so the browser keeps none of them.
+  const init = {method, headers, credentials: "omit", redirect: "error"};
   if (method !== "GET") {
     headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body === undefined ? {} : body);
@@ -45,7 +50,9 @@ export async function request(method, path, body) {
   const ctype = resp.headers.get("content-type") || "";
   let data = null;
   let text = "";
-  if (ctype.startsWith("application/json")) {
+  if (blob && resp.ok) {
+    return resp.blob();
+  } else if (ctype.startsWith("application/json")) {
     try { data = await resp.json(); } catch (e) { data = null; }
   } else {
     text = await resp.text();
@@ -61,7 +68,24 @@ export async function request(method, path, body) {
 }
 
 export const get = (path) => request("GET", path);
-export const post = (path, body) => request("POST", path, body);
+export const post = (path, body, options) => request("POST", path, body, options);
+
+// Fetch `path` (with the key) and hand it to the browser as a download named `filename`.
+export async function download(path, filename) {
+  saveBlob(await request("GET", path, undefined, {blob: true}), filename);
+}
+
+export function saveBlob(blob, filename) {
+  const url = URL.createObjectURL(blob);
+  const a = document.createElement("a");
+  a.href = url;
+  a.download = filename;
+  a.hidden = true;
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60000);
+}
 
 // True when the server has no such route at all (that part of the service is not installed).
 export function isMissingRoute(error) {

@@ -1,8 +1,10 @@
-// The shell: navigation between the five views, the 5 s refresh with its
+// The shell: navigation between the five views (and the deep links into
+// them: #/runs/{id}, #/tools/{id}, #/workflows/{id}), the 5 s refresh with its
 // pause button, and the API-key prompt.
 
 import * as api from "./api.js";
 import {fmtClock} from "./format.js";
+import {parseHash} from "./links.js";
 import {createOverview} from "./view-overview.js";
 import {createProviders} from "./view-providers.js";
 import {createAnalytics} from "./view-analytics.js";
@@ -18,8 +20,16 @@ const ctx = {api, isPaused: () => state.paused};
 function $(id) { return document.getElementById(id); }
 
 function currentViewId() {
-  const id = location.hash.replace(/^#\/?/, "").split("/")[0];
-  return VIEW_IDS.includes(id) ? id : "overview";
+  const {view} = parseHash(location.hash);
+  return VIEW_IDS.includes(view) ? view : "overview";
+}
+
+// Show the view the address names and, for a deep link, the run, tool or workflow in it.
+function followHash() {
+  const {kind, id} = parseHash(location.hash);
+  const view = currentViewId();
+  if (id && state.views[view].open) state.views[view].open(kind, id);
+  if (view !== state.active) showView(view);
 }
 
 function showView(id) {
@@ -39,10 +49,8 @@ async function refresh() {
   state.busy = true;
   state.again = false;
   try {
-    const work = [state.views[state.active].refresh()];
-    // The overview's charts keep sampling while another view is open.
-    if (state.active !== "overview") work.push(state.views.overview.sample());
-    await Promise.allSettled(work);
+    // The overview's charts come from the server's own 15-minute history: nothing to sample here.
+    await Promise.allSettled([state.views[state.active].refresh()]);
     $("refresh-state").textContent = state.paused
       ? `Paused · last updated ${fmtClock(new Date())}`
       : `Refreshes every 5 s · last updated ${fmtClock(new Date())}`;
@@ -134,9 +142,10 @@ function init() {
   $("auth-forget").addEventListener("click", () => { api.setKey(""); showAuth("Key forgotten. Enter a key to continue.", false); });
   $("pause").addEventListener("click", () => setPaused(!state.paused));
   $("refresh-now").addEventListener("click", () => refresh());
-  window.addEventListener("hashchange", () => showView(currentViewId()));
+  window.addEventListener("hashchange", followHash);
+  window.addEventListener("popstate", followHash);  // Back/Forward over links the views pushed
   if (api.getKey()) $("whoami").textContent = "Using the API key from this tab's session.";
-  showView(currentViewId());
+  followHash();
   schedule();
 }
 

@@ -56,6 +56,7 @@ export function createAnalytics(ctx) {
         {label: "Started", num: true, cell: (r) => fmtCount(r.started)},
         {label: "Succeeded", num: true, cell: (r) => fmtCount(r.completed)},
         {label: "Failed", num: true, cell: (r) => fmtCount(r.failed)},
+        {label: "Cancelled", num: true, cell: (r) => fmtCount(r.cancelled)},
         {label: "Success rate", num: true, cell: (r) => fmtRatio(r.success_rate)},
         {label: "Avg duration", num: true, cell: (r) => fmtMs(r.avg_duration_ms)},
       ], wf.by_workflow || [], {empty: "No workflow has run in this period."})),

@@ -1,5 +1,6 @@
 // Overview: status, version, uptime and the live request figures, with
-// 15-minute charts sampled by this page at each refresh.
+// charts of the last 15 minutes as the server recorded them (the history in
+// /bmad/performance), so they are full on the first load.
 
 import {explain} from "./api.js";
 import {lineChart} from "./chart.js";
@@ -7,19 +8,6 @@ import {h, fill, notice, tile} from "./dom.js";
 import {fmtClock, fmtCount, fmtDuration, fmtMs, fmtRatio} from "./format.js";
 
 const WINDOW_MS = 15 * 60 * 1000;
-const MAX_SAMPLES = 400;
-const STORE = "bmad.overviewHistory";
-
-function loadHistory() {
-  try {
-    const saved = JSON.parse(sessionStorage.getItem(STORE) || "[]");
-    return Array.isArray(saved) ? saved.filter((s) => s && Number.isFinite(s.t)) : [];
-  } catch (e) { return []; }
-}
-
-function saveHistory(history) {
-  try { sessionStorage.setItem(STORE, JSON.stringify(history)); } catch (e) { /* storage full or off */ }
-}
 
 // The error rate over the performance window, from its per-route counts.
 function perfErrorRate(stats) {
@@ -38,9 +26,10 @@ export function createOverview(ctx) {
   const charts = h("div", {class: "charts", id: "overview-charts"});
   root.append(heading, messages, statusBox, metricsBox,
     h("section", {class: "card"}, h("h2", null, "Last 15 minutes"),
-      h("p", {class: "muted"}, "Sampled by this page every 5 s while it is open (kept for this tab's session)."), charts));
+      h("p", {class: "muted", id: "overview-charts-note"}, "As the server recorded them, in 30 s points; "
+        + "health checks, metrics scrapes and this console's own files are not counted."), charts));
 
-  let history = loadHistory();
+  let history = {points: [], point_seconds: 30};
   let latest = {health: null, perf: null, realtime: null, errors: {}};
 
   async function load() {
@@ -56,20 +45,9 @@ export function createOverview(ctx) {
         realtime: realtime.status === "rejected" ? realtime.reason : null,
       },
     };
-    const now = Date.now();
-    if (latest.perf || latest.realtime) {
-      const p = latest.perf || {};
-      const r = latest.realtime || {};
-      history.push({
-        t: now,
-        rpm: p.requests_per_minute ?? r.requests_last_minute ?? null,
-        p50: p.p50_ms ?? null,
-        p95: p.p95_ms ?? r.p95_response_time_ms_5m ?? null,
-        err: r.error_rate_5m ?? (latest.perf ? perfErrorRate(p) : null),
-      });
+    if (latest.perf && latest.perf.history && Array.isArray(latest.perf.history.points)) {
+      history = latest.perf.history;
     }
-    history = history.filter((s) => s.t >= now - WINDOW_MS).slice(-MAX_SAMPLES);
-    saveHistory(history);
   }
 
   function render() {
@@ -102,23 +80,25 @@ export function createOverview(ctx) {
       tile("active_users", "Active users", realtime ? fmtCount(r.active_users_5m) : "–", realtime ? r.active_users_5m : null, "last 5 min"),
       tile("workflows_running", "Workflows running", realtime ? fmtCount(r.workflows_running) : "–", realtime ? r.workflows_running : null, "now"));
 
-    const now = Date.now();
-    const xDomain = [now - WINDOW_MS, now];
-    const pick = (key) => history.filter((s) => Number.isFinite(s[key])).map((s) => [s.t, s[key]]);
-    const empty = "Waiting for the first samples; a point is added every 5 s.";
+    // The server's clock places the points; the window ends at its newest point.
+    const points = history.points || [];
+    const end = points.length ? (points[points.length - 1].t + (history.point_seconds || 30)) * 1000 : Date.now();
+    const xDomain = [end - WINDOW_MS, end];
+    const pick = (key) => points.filter((s) => Number.isFinite(s[key])).map((s) => [s.t * 1000, s[key]]);
+    const empty = perf && !perf.history ? "The 15-minute history needs an admin key."
+      : "No requests recorded yet; the server adds a point every 30 s.";
     fill(charts,
       lineChart({id: "rpm", title: "Requests per minute", xDomain, xFormat: (t) => fmtClock(new Date(t)), yFormat: fmtCount, empty,
-        series: [{label: "req/min", cls: "s1", points: pick("rpm")}]}),
+        series: [{label: "req/min", cls: "s1", points: pick("requests_per_minute")}]}),
       lineChart({id: "latency", title: "Latency", xDomain, xFormat: (t) => fmtClock(new Date(t)), yFormat: fmtMs, empty,
-        series: [{label: "p50", cls: "s1", points: pick("p50")}, {label: "p95", cls: "s2", points: pick("p95")}]}),
+        series: [{label: "p50", cls: "s1", points: pick("p50_ms")}, {label: "p95", cls: "s2", points: pick("p95_ms")}]}),
       lineChart({id: "errors", title: "Error rate", xDomain, xFormat: (t) => fmtClock(new Date(t)), yFormat: fmtRatio, empty,
-        series: [{label: "errors", cls: "s3", points: pick("err")}]}));
+        series: [{label: "errors", cls: "s3", points: pick("error_rate")}]}));
   }
 
   return {
     root,
     title: "Overview",
     async refresh() { await load(); render(); },
-    async sample() { await load(); },
   };
 }

@@ -1,9 +1,13 @@
 // Tools: the catalog, a form to try one tool, and its output, provider, tokens and cost.
+// A chosen tool has its own URL, #/tools/{tool_id}. A run may be answered from
+// the server's response cache (the X-Cache header says so); "Fresh answer" asks
+// the model again.
 
 import {explain, isMissingRoute} from "./api.js";
 import {fill, h, notice, section, tile} from "./dom.js";
 import {catalogList, inputFields, textField} from "./forms.js";
 import {fmtCount, fmtMs, fmtUsd} from "./format.js";
+import {linkTo} from "./links.js";
 
 export function createTools(ctx) {
   const catalogBox = h("div", {id: "tool-catalog"}, notice("info", "Loading the tool catalog…"));
@@ -12,6 +16,14 @@ export function createTools(ctx) {
     h("p", {class: "muted"}, "Each tool is one BMAD agent role. Try one with your own input, or preview the prompt it would send."),
     h("div", {class: "columns"}, section("Catalog", catalogBox), detailBox));
   let loaded = false;
+  let tools = [];
+  let pending = null;  // a tool id from the URL, chosen once the catalog is in
+
+  function choose(id) {
+    const found = tools.find((t) => t.id === id);
+    if (found) selectTool(found);
+    else fill(detailBox, notice("error", "No such tool", `The catalog has no tool '${id}'.`));
+  }
 
   function selectTool(t) {
     const form = inputFields("tool", t.inputs || []);
@@ -19,8 +31,12 @@ export function createTools(ctx) {
     const result = h("div", {class: "tool-result", id: "tool-result", "aria-live": "polite"});
     const run = h("button", {type: "submit", class: "primary"}, "Run tool");
     const preview = h("button", {type: "button", id: "tool-preview"}, "Preview prompt");
+    const fresh = h("input", {type: "checkbox", id: "tool-fresh", name: "fresh"});
     const formNode = h("form", {class: "start-form", id: "tool-form", "data-tool": t.id},
-      form.fields, model.node, h("div", {class: "buttons"}, run, preview));
+      form.fields, model.node,
+      h("div", {class: "field checkbox"}, fresh,
+        h("label", {for: "tool-fresh"}, "Fresh answer (ask the model again rather than reuse a cached answer)")),
+      h("div", {class: "buttons"}, run, preview));
     const body = () => {
       const b = {input: form.values()};
       if (model.control.value.trim()) b.model = model.control.value.trim();
@@ -31,7 +47,7 @@ export function createTools(ctx) {
       run.disabled = true;
       fill(result, notice("info", "Running…", "Waiting for the model's answer."));
       try {
-        const data = await ctx.api.post(`/bmad/tools/${encodeURIComponent(t.id)}/run`, body());
+        const data = await ctx.api.post(`/bmad/tools/${encodeURIComponent(t.id)}/run`, body(), {fresh: fresh.checked});
         const usage = data.usage || {};
         fill(result,
           h("div", {class: "tiles"},
@@ -69,14 +85,20 @@ export function createTools(ctx) {
   return {
     root,
     title: "Tools",
+    // From the URL: #/tools/{id} chooses that tool.
+    open(kind, id) {
+      if (kind !== "tools" || !id) return;
+      if (loaded) choose(id); else pending = id;
+    },
     async refresh() {
       if (loaded) return;
       try {
         const data = await ctx.api.get("/bmad/tools");
-        const tools = data.tools || [];
+        tools = data.tools || [];
         loaded = true;
-        fill(catalogBox, tools.length ? catalogList("Tools", tools, selectTool)
+        fill(catalogBox, tools.length ? catalogList("Tools", tools, (t) => { linkTo(`tools/${t.id}`); selectTool(t); })
           : notice("empty", "No tools in the catalog", "Add tool files under the catalog directory."));
+        if (pending !== null) { const id = pending; pending = null; choose(id); }
       } catch (e) {
         fill(catalogBox, notice("error", "Catalog unavailable", explain(e, "the tool catalog")));
       }

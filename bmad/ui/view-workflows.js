@@ -1,10 +1,14 @@
 // Workflows: the catalog, a start form built from the workflow's inputs, a
-// live progress view of a run (steps, artifacts, cancel/approve) and the run list.
+// live progress view of a run (steps, artifacts rendered from Markdown with
+// downloads, cancel/approve) and the run list. A shown run has its own URL,
+// #/runs/{run_id}; a chosen workflow #/workflows/{workflow_id}.
 
-import {explain, isMissingRoute} from "./api.js";
+import {explain, isMissingRoute, saveBlob} from "./api.js";
 import {badge, fill, h, notice, section, table} from "./dom.js";
 import {catalogList, inputFields, textField} from "./forms.js";
 import {fmtCount, fmtMs, fmtTime, fmtUsd} from "./format.js";
+import {renderMarkdown} from "./markdown.js";
+import {linkTo} from "./links.js";
 
 const FINAL = new Set(["succeeded", "failed", "cancelled"]);
 const RUN_STATES = ["queued", "running", "waiting_approval", "succeeded", "failed", "cancelled"];
@@ -33,6 +37,7 @@ export function createWorkflows(ctx) {
     section("Runs", filters, runsBox));
 
   let catalog = null;
+  let pendingWorkflow = null;  // a workflow id from the URL, chosen once the catalog is in
   let currentRun = null;       // run id shown in runBox
   let runTimer = null;
   let polling = false;
@@ -53,8 +58,15 @@ export function createWorkflows(ctx) {
         fill(catalogBox, notice("empty", "No workflows in the catalog", "Add workflow files under the catalog directory."));
         return;
       }
-      fill(catalogBox, catalogList("Workflows", catalog, selectWorkflow));
+      fill(catalogBox, catalogList("Workflows", catalog, (w) => { linkTo(`workflows/${w.id}`); selectWorkflow(w); }));
       for (const w of catalog) filterWorkflow.appendChild(h("option", {value: w.id}, w.name || w.id));
+      if (pendingWorkflow !== null) {
+        const wanted = pendingWorkflow;
+        pendingWorkflow = null;
+        const found = catalog.find((w) => w.id === wanted);
+        if (found) selectWorkflow(found);
+        else fill(detailBox, notice("error", "No such workflow", `The catalog has no workflow '${wanted}'.`));
+      }
       if (!detailBox.firstChild) {
         fill(detailBox, notice("info", "Choose a workflow", "Pick one from the catalog to see its steps and start a run."));
       }
@@ -108,6 +120,8 @@ export function createWorkflows(ctx) {
   // -- one run, live -------------------------------------------------------------------------
 
   function showRun(runId) {
+    linkTo(`runs/${runId}`);
+    if (runId === currentRun) { pollRun(); return; }
     currentRun = runId;
     lastRendered = "";
     lastState = "";
@@ -195,17 +209,31 @@ export function createWorkflows(ctx) {
     const artifacts = (run.artifacts || []).map((a) => {
       const got = artifactText.get(`${run.run_id}/${a.name}`) || {};
       const text = got.text || "";
+      const save = h("button", {type: "button", class: "artifact-download", "data-download": a.name,
+        disabled: got.text === undefined, "aria-label": `Download ${a.name} as Markdown`}, "Download .md");
+      save.addEventListener("click", () => saveBlob(new Blob([text], {type: "text/markdown;charset=utf-8"}), `${a.name}.md`));
       return h("details", {class: "artifact", open: true, "data-artifact": a.name},
         h("summary", null, h("strong", null, a.name), ` · from ${a.produced_by || "?"} · ${fmtCount(a.chars)} characters`),
+        h("div", {class: "buttons"}, save),
         got.error ? notice("error", "Could not load this artifact", got.error)
-          : h("pre", {class: "artifact-text"}, text.length > MAX_ARTIFACT_CHARS ? text.slice(0, MAX_ARTIFACT_CHARS) + "\n… (truncated)" : text));
+          : renderMarkdown(text.length > MAX_ARTIFACT_CHARS ? text.slice(0, MAX_ARTIFACT_CHARS) + "\n\n… (truncated; download it for the whole text)" : text));
+    });
+    const zip = h("button", {type: "button", id: "run-artifacts-zip", disabled: !(run.artifacts || []).length},
+      "Download all artifacts (.zip)");
+    zip.addEventListener("click", async () => {
+      try {
+        await ctx.api.download(`/bmad/runs/${encodeURIComponent(run.run_id)}/artifacts.zip`, `${run.run_id}-artifacts.zip`);
+      } catch (e) {
+        runBox.prepend(notice("error", "Could not download the artifacts", explain(e, `the artifacts of run ${run.run_id}`)));
+      }
     });
     fill(runBox, h("section", {class: "card", "data-run": run.run_id, "data-state": run.state},
       h("h2", null, "Run ", h("code", null, run.run_id)),
       h("p", null, badge(run.state, "run-state"), ` ${run.workflow}${run.title ? ` · ${run.title}` : ""} · by ${run.user || "?"}`),
       h("div", {class: "progress-row"}, progress, h("span", null, `${done} of ${steps.length} steps`)),
       h("p", {class: "muted"}, `Created ${fmtTime(run.created_at)} · started ${fmtTime(run.started_at)} · finished ${fmtTime(run.finished_at)} · `,
-        `${fmtCount((totals.prompt_tokens || 0) + (totals.completion_tokens || 0))} tokens · ${fmtUsd(totals.cost_usd)} · ${fmtMs(totals.duration_ms)}`),
+        `${fmtCount((totals.prompt_tokens || 0) + (totals.completion_tokens || 0))} tokens · ${fmtUsd(totals.cost_usd)} · ${fmtMs(totals.duration_ms)} working`,
+        totals.approval_wait_ms ? ` · ${fmtMs(totals.approval_wait_ms)} waiting for approval` : ""),
       h("div", {class: "buttons"}, approve, cancel),
       table([
         {label: "Step", cell: (s) => h("span", null, h("strong", null, s.id), h("span", {class: "sub"}, s.tool))},
@@ -217,6 +245,7 @@ export function createWorkflows(ctx) {
         {label: "Error", cell: (s) => s.error ? h("span", {class: "error-text"}, String(s.error)) : ""},
       ], steps, {caption: "Steps", empty: "This run has no steps.", rowAttrs: (s) => ({"data-step": s.id, "data-state": s.state})}),
       h("h3", null, "Artifacts"),
+      h("p", null, zip, " ", h("a", {href: `#/runs/${encodeURIComponent(run.run_id)}`, id: "run-link"}, "Link to this run")),
       artifacts.length ? artifacts : notice("empty", "No artifacts yet", "Each step's output appears here as soon as the step succeeds.")));
   }
 
@@ -252,7 +281,7 @@ export function createWorkflows(ctx) {
       pager.appendChild(h("button", {type: "button", onclick: () => { cursorStack.push(data.next_cursor); loadRuns(); }}, "Older runs"));
     }
     fill(runsBox, table([
-      {label: "Run", cell: (r) => h("button", {type: "button", class: "link", onclick: () => showRun(r.run_id),
+      {label: "Run", cell: (r) => h("a", {href: `#/runs/${encodeURIComponent(r.run_id)}`, class: "link",
         "aria-label": `Show run ${r.run_id}`}, String(r.run_id).slice(0, 12))},
       {label: "Workflow", cell: (r) => h("span", null, r.workflow || "", r.title ? h("span", {class: "sub"}, r.title) : null)},
       {label: "User", cell: (r) => r.user || "–"},
@@ -266,6 +295,14 @@ export function createWorkflows(ctx) {
   return {
     root,
     title: "Workflows",
+    // From the URL: #/runs/{id} shows that run, #/workflows/{id} chooses that workflow.
+    open(kind, id) {
+      if (kind === "runs" && id) showRun(id);
+      if (kind === "workflows" && id) {
+        const found = catalog && catalog.find((w) => w.id === id);
+        if (found) selectWorkflow(found); else pendingWorkflow = id;
+      }
+    },
     async refresh() {
       const work = [loadRuns()];
       if (!catalog) work.push(loadCatalog());

@@ -7,9 +7,17 @@ artifact are committed before anything depends on them, so after a crash a
 run resumes from its first step not yet succeeded and no succeeded step is
 ever paid for twice.
 
-In-memory state (the queue, the runs being driven, cancel requests) is
-guarded by one lock that is never held across a database write or an LLM
-call. ``changed`` is notified on every state change, for long-polls.
+In-memory state (the queue, the runs being driven, cancel requests and
+their tokens) is guarded by one lock that is never held across a database
+write or an LLM call. ``changed`` is notified on every state change, for
+long-polls. Cancelling a running run sets its ``CancelToken``, which aborts
+the model calls in flight (their connections are closed, so the provider
+stops generating); those steps end ``cancelled``.
+
+A run's end is counted (``bmad_workflow_runs_total``) and its event recorded
+before its final state is written, so whoever sees the final state sees the
+count and the event too. Time spent at an approval gate is not part of a
+run's duration; it is reported apart as ``approval_wait_ms``.
 
 Methods for the caller: ``start()``, ``submit(...)``, ``cancel(run_id)``,
 ``approve(run_id)``, ``describe(run_id)``, ``wait_for_change(version, timeout)``,
@@ -24,6 +32,8 @@ import traceback
 from collections import deque
 
 from ..errors import HTTPError, ServiceUnavailable
+from ..providers.cancel import CancelToken
+from .outcomes import END_EVENTS, durations, state_phrase
 from .plan import ready_steps
 from .steps import StepRunner
 from .store import FINAL_STATES
@@ -59,6 +69,7 @@ class Engine:
         self._running = set()
         self._deferred = set()
         self._cancel = set()
+        self._tokens = {}  # run_id -> the CancelToken of the drive in progress
         self._reserved = 0
         self._version = 0
         self._stopping = False
@@ -142,11 +153,18 @@ class Engine:
         return run_id
 
     def cancel(self, run_id):
-        """Cancel a run: at once when queued or waiting, after its current step(s) when running."""
+        """Cancel a run: at once when queued or waiting; when running, its model calls are aborted."""
+        token = None
         with self._lock:
             if run_id in self._running:
                 self._cancel.add(run_id)
+                token = self._tokens.get(run_id)
                 self._bump()
+        if token is not None:
+            token.cancel()  # outside the lock: it shuts sockets down
+            return "running"
+        with self._lock:
+            if run_id in self._running:
                 return "running"
             if run_id in self._queue:
                 self._queue.remove(run_id)
@@ -156,28 +174,28 @@ class Engine:
         state = owner[1] if owner else None
         if state == "cancelled":
             return state
-        raise Conflict(f"run '{run_id}' is {state} and can no longer be cancelled")
+        raise Conflict(f"run '{run_id}' {state_phrase(state)} and can no longer be cancelled")
 
     def _cancel_idle(self, run_id):
         """Cancel a run no worker is driving (queued, at a gate, or left running by a stopped process).
 
         False when it was already final."""
-        if not self.store.cancel_idle(run_id, self.clock()):
+        if not self.store.cancel_idle(run_id, self.clock(),
+                                      before_commit=lambda run: self._count(run, "cancelled", "cancelled")):
             return False
-        run = self.store.get(run_id)
-        self._finished(run, "cancelled", "cancelled")
+        self.logger.info("workflow run finished", run_id=run_id, state="cancelled")
         return True
 
     def approve(self, run_id):
         """Pass the approval gate(s) a run waits at and queue it again."""
         run = self.store.load(run_id)
         if run is None or run["state"] != "waiting_approval":
-            raise Conflict(f"run '{run_id}' is not waiting for approval (it is {run and run['state']})")
+            raise Conflict(f"run '{run_id}' is not waiting for approval: it {state_phrase(run and run['state'])}")
         available = set(self._input_names(run)) | set(run["inputs"]) | set(run["artifacts"])
         _, waiting = ready_steps(run["definition"]["steps"], run["step_states"], available, (),
                                  lambda step: step["id"] in run["approved"])
         gates = [step["id"] for step in waiting]
-        if not self.store.approve(run_id, gates):
+        if not self.store.approve(run_id, gates, self.clock()):
             raise Conflict(f"run '{run_id}' is no longer waiting for approval")
         with self._lock:
             self._queue.append(run_id)
@@ -208,13 +226,13 @@ class Engine:
         if run is None:
             return None
         steps = run["steps"]
-        started, finished = run["started_at"], run["finished_at"]
-        end = finished if finished is not None else self.clock()
+        duration, waited = durations(run, self.clock())
         run["totals"] = {
             "prompt_tokens": sum(s["prompt_tokens"] or 0 for s in steps),
             "completion_tokens": sum(s["completion_tokens"] or 0 for s in steps),
             "cost_usd": round(sum(s["cost_usd"] or 0.0 for s in steps), 8),
-            "duration_ms": round((end - started) * 1000, 3) if started is not None else 0.0}
+            "duration_ms": round(duration * 1000, 3), "approval_wait_ms": round(waited * 1000, 3)}
+        del run["waiting_since"], run["approval_wait"]
         with self._lock:
             run["cancel_requested"] = run_id in self._cancel
         return run
@@ -260,6 +278,7 @@ class Engine:
                 self._fail_quietly(run_id)
             with self._lock:
                 self._running.discard(run_id)
+                self._tokens.pop(run_id, None)
                 cancelled_late = run_id in self._cancel
                 self._cancel.discard(run_id)
                 if run_id in self._deferred:
@@ -299,13 +318,12 @@ class Engine:
         steps = run["definition"]["steps"]
         tools = self._tools_for(run)
         if tools is None or set(run["step_states"]) != {s["id"] for s in steps}:
-            self.store.skip_pending(run_id)
-            self.store.mark(run_id, "failed", finished_at=self.clock(), error="interrupted",
-                            error_type="interrupted")
-            self._finished(self.store.get(run_id), "failed", "interrupted")
+            self._settle(run_id, "failed", "interrupted", "interrupted")
             return
+        token = CancelToken()
         with self._lock:
             cancelled = run_id in self._cancel
+            self._tokens[run_id] = token
         if cancelled:
             return  # the worker cancels it once this drive is over
         first_start = run["started_at"] is None
@@ -331,7 +349,7 @@ class Engine:
                 for step in startable[:max(0, self.max_parallel - len(in_flight))]:
                     in_flight[step["id"]] = step
                     states[step["id"]] = "running"
-                    self.steps.launch(run, step, tools[step["id"]], artifacts, results)
+                    self.steps.launch(run, step, tools[step["id"]], artifacts, results, token)
             if not in_flight:
                 break
             step_id, outcome = results.get()
@@ -340,7 +358,7 @@ class Engine:
             if outcome["state"] == "succeeded":
                 artifacts[step["produces"]] = outcome["text"]
                 available.add(step["produces"])
-            elif failure is None:
+            elif failure is None and outcome["state"] != "cancelled":
                 failure = outcome
         self._conclude(run, states, failure, waiting)
 
@@ -350,38 +368,43 @@ class Engine:
             stopping = self._stopping
             cancelled = run_id in self._cancel
         if all(state == "succeeded" for state in states.values()):
-            # A cancel that arrived after the last step started changes nothing: the work is done.
-            self.store.mark(run_id, "succeeded", finished_at=self.clock())
-            self._finished(self.store.get(run_id), "succeeded", None)
+            # A cancel that arrived after the last step finished changes nothing: the work is done.
+            self._settle(run_id, "succeeded")
         elif cancelled:
-            self.store.skip_pending(run_id)
-            self.store.mark(run_id, "cancelled", finished_at=self.clock(), error="cancelled", error_type="cancelled")
-            self._finished(self.store.get(run_id), "cancelled", "cancelled")
+            self._settle(run_id, "cancelled", "cancelled", "cancelled")
         elif failure is not None:
-            self.store.skip_pending(run_id)
-            self.store.mark(run_id, "failed", finished_at=self.clock(), error=failure["error"],
-                            error_type=failure["error_type"])
-            self._finished(self.store.get(run_id), "failed", failure["error_type"])
+            self._settle(run_id, "failed", failure["error"], failure["error_type"])
         elif stopping:
             pass  # left as it is; the next start resumes it
         elif waiting:
-            self.store.mark(run_id, "waiting_approval")
+            self.store.wait_for_approval(run_id, self.clock())
             self.logger.info("workflow run waiting for approval", run_id=run_id, steps=[s["id"] for s in waiting])
         else:
-            self.store.skip_pending(run_id)
-            self.store.mark(run_id, "failed", finished_at=self.clock(), error="interrupted", error_type="interrupted")
-            self._finished(self.store.get(run_id), "failed", "interrupted")
+            self._settle(run_id, "failed", "interrupted", "interrupted")
 
-    def _finished(self, run, status, error_type):
-        if run is None:
-            return
+    def _settle(self, run_id, status, error=None, error_type=None):
+        """End a run: count it and record its event, then write its final state (never the other way
+        round: a long-poll that sees the final state must find the count and the event already there)."""
+        finished_at = self.clock()
+        if status != "succeeded":
+            self.store.skip_pending(run_id)
+        run = self.store.get(run_id)
+        if run is not None:
+            run["finished_at"] = finished_at
+            self._count(run, status, error_type)
+        self.store.mark(run_id, status, finished_at=finished_at, error=error, error_type=error_type)
+        self.logger.info("workflow run finished", run_id=run_id, workflow=run and run["workflow"], state=status)
+
+    def _count(self, run, status, error_type):
+        """The run's metric and its ``workflow_completed`` / ``_failed`` / ``_cancelled`` event."""
         steps = run["steps"]
-        duration = (run["finished_at"] - run["started_at"]) * 1000 if run["started_at"] else 0.0
+        duration, waited = durations(run, run["finished_at"])
         self.metrics["runs"].inc(workflow=run["workflow"], status=status)
-        self.on_event("workflow_completed" if status == "succeeded" else "workflow_failed",
-                      workflow=run["workflow"], run_id=run["run_id"], user_id=run["user"], status=status,
-                      duration_ms=round(duration, 3), error_type=error_type,
+        self.on_event(END_EVENTS[status], workflow=run["workflow"], run_id=run["run_id"], user_id=run["user"],
+                      status=status, duration_ms=round(duration * 1000, 3),
+                      approval_wait_ms=round(waited * 1000, 3),
+                      error_type=error_type if status == "failed" else None,  # a cancel is no error
                       prompt_tokens=sum(s["prompt_tokens"] or 0 for s in steps),
                       completion_tokens=sum(s["completion_tokens"] or 0 for s in steps),
                       cost_usd=sum(s["cost_usd"] or 0.0 for s in steps))
-        self.logger.info("workflow run finished", run_id=run["run_id"], workflow=run["workflow"], state=status)
+

@@ -1,8 +1,10 @@
 """How the engine makes one step's LLM call: a small interface over the completions service.
 
-``execute(model, messages, user, request_id, tool, cache=)`` returns a
-``StepResult`` or raises ``StepError``. ``AppExecutor`` sends every call
-through the completion service's pipeline (cache, de-duplication, limits,
+``execute(model, messages, user, request_id, tool, cache=, cancel=None)``
+returns a ``StepResult`` or raises ``StepError``; ``cancel`` is the run's
+``CancelToken``, which aborts the upstream call when the run is cancelled
+(``StepError`` with ``error_type`` ``cancelled``). ``AppExecutor`` sends every
+call through the completion service's pipeline (cache, de-duplication, limits,
 then the provider router: failover, breakers, pricing, and the built-in
 offline provider when no other is configured). Tests swap in their own
 executor to hold a step at a chosen moment.
@@ -12,6 +14,7 @@ from ..errors import HTTPError
 from ..gateway.chat import tool_summary
 from ..gateway.pipeline import DEFAULT, Call
 from ..providers.base import ChatRequest
+from ..providers.cancel import Cancelled
 
 
 class StepResult:
@@ -41,6 +44,9 @@ class StepError(Exception):
         self.retryable = retryable
 
 
+CANCELLED = "cancelled"
+
+
 class AppExecutor:
     """Sends each step through the completion service's pipeline, charged to the user who started the run.
 
@@ -52,12 +58,15 @@ class AppExecutor:
     def __init__(self, completions):
         self.completions = completions
 
-    def execute(self, model, messages, user, request_id, tool=None, cache=DEFAULT):
+    def execute(self, model, messages, user, request_id, tool=None, cache=DEFAULT, cancel=None):
         """One routed completion; StepError on failure."""
-        call = Call(ChatRequest(model, messages, tool=tool_summary(tool)), user=user, request_id=request_id,
-                    origin="workflow", cache_mode=cache, rate_client=user, admitted=True)
+        call = Call(ChatRequest(model, messages, tool=tool_summary(tool), cancel=cancel), user=user,
+                    request_id=request_id, origin="workflow", cache_mode=cache, rate_client=user, admitted=True)
         try:
             done = self.completions.call(call)
+        except Cancelled:
+            raise StepError("the run was cancelled while the step was calling the model", CANCELLED,
+                            retryable=False) from None
         except HTTPError as e:
             # An upstream 4xx (unknown model, a refused prompt) fails the same way on every attempt.
             retryable = e.status >= 500 or e.status == 429

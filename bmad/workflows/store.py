@@ -5,8 +5,9 @@ result and its artifact are written by one job, so they commit together or
 not at all. Reads return plain dicts shaped like the API's ``run`` object.
 
 Methods for the caller: ``RunStore.open(path, logger)``, ``create``,
-``mark``, ``step_started``, ``finish_step``, ``skip_pending``, ``reset_running_steps``,
-``approve``, ``cancel_idle``, ``get``, ``load``, ``artifact``, ``list``, ``unfinished``, ``close``.
+``mark``, ``wait_for_approval``, ``step_started``, ``finish_step``, ``skip_pending``,
+``reset_running_steps``, ``approve``, ``cancel_idle``, ``get``, ``load``, ``artifact``, ``artifacts``,
+``list``, ``unfinished``, ``close``.
 """
 
 import json
@@ -15,7 +16,7 @@ from .db import Database
 
 FINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
 RUN_STATES = ("queued", "running", "waiting_approval", "succeeded", "failed", "cancelled")
-STEP_STATES = ("pending", "running", "succeeded", "failed", "skipped")
+STEP_STATES = ("pending", "running", "succeeded", "failed", "cancelled", "skipped")
 STEP_FIELDS = ("provider", "model", "prompt_tokens", "completion_tokens", "cost_usd", "latency_ms", "attempts",
                "error")
 RUN_COLUMNS = ("run_id", "workflow", "title", "user", "state", "model", "approvals", "created_at", "started_at",
@@ -49,9 +50,15 @@ def _create_artifacts(conn):
         PRIMARY KEY (run_id, name)) WITHOUT ROWID""")
 
 
-# Ordered and append-only: a released migration is never edited, only followed by a new one.
-# Ordered and append-only (the names are those recorded in schema_migrations).
-MIGRATIONS = [(fn.__name__, fn) for fn in (_create_runs, _create_steps, _create_artifacts)]
+def _add_approval_wait(conn):
+    # Time at an approval gate is the approver's, not the run's: kept apart from its duration.
+    conn.execute("ALTER TABLE runs ADD COLUMN waiting_since REAL")
+    conn.execute("ALTER TABLE runs ADD COLUMN approval_wait REAL NOT NULL DEFAULT 0")
+
+
+# Ordered and append-only (the names are those recorded in schema_migrations): a released migration is never
+# edited, only followed by a new one.
+MIGRATIONS = [(fn.__name__, fn) for fn in (_create_runs, _create_steps, _create_artifacts, _add_approval_wait)]
 
 
 def _step_view(row):
@@ -67,6 +74,23 @@ def _step_view(row):
 def _run_view(row):
     run = {name: row[name] for name in RUN_COLUMNS}
     run["approvals"] = bool(run["approvals"])
+    return run
+
+
+def _read_run(conn, run_id):
+    """The API view of one run read on ``conn`` (see ``RunStore.get``), or None."""
+    row = conn.execute(f"SELECT {', '.join(RUN_COLUMNS)}, waiting_since, approval_wait FROM runs WHERE run_id = ?",
+                       (run_id,)).fetchone()
+    if row is None:
+        return None
+    run = _run_view(row)
+    run["waiting_since"] = row["waiting_since"]
+    run["approval_wait"] = row["approval_wait"]
+    run["steps"] = [_step_view(r) for r in conn.execute(
+        "SELECT * FROM steps WHERE run_id = ? ORDER BY position", (run_id,))]
+    run["artifacts"] = [dict(r) for r in conn.execute(
+        "SELECT name, produced_by, length(content) AS chars FROM artifacts WHERE run_id = ? "
+        "ORDER BY created_at, name", (run_id,))]
     return run
 
 
@@ -109,6 +133,13 @@ class RunStore:
                          (state, started_at, finished_at, error, error_type, run_id))
         return self.db.write(job, wait=wait)
 
+    def wait_for_approval(self, run_id, ts):
+        """Park a run at its approval gate from ``ts`` on."""
+        def job(conn):
+            conn.execute("UPDATE runs SET state = 'waiting_approval', waiting_since = ? WHERE run_id = ?",
+                         (ts, run_id))
+        self.db.write(job)
+
     def step_started(self, run_id, step_id, ts):
         """Record that a step began (not waited for: losing it in a crash changes nothing)."""
         def job(conn):
@@ -145,28 +176,37 @@ class RunStore:
             conn.execute("UPDATE steps SET state = 'pending', started_at = NULL WHERE state = 'running'")
         self.db.write(job)
 
-    def approve(self, run_id, step_ids):
-        """Record the gates a caller approved and queue the run; False unless it was waiting for approval."""
+    def approve(self, run_id, step_ids, ts):
+        """Record the gates a caller approved at ``ts`` and queue the run; False unless it was waiting."""
         def job(conn):
             row = conn.execute("SELECT approved FROM runs WHERE run_id = ? AND state = 'waiting_approval'",
                                (run_id,)).fetchone()
             if row is None:
                 return False
             approved = sorted(set(json.loads(row["approved"])) | set(step_ids))
-            conn.execute("UPDATE runs SET approved = ?, state = 'queued' WHERE run_id = ?",
-                         (json.dumps(approved), run_id))
+            conn.execute("UPDATE runs SET approved = ?, state = 'queued', approval_wait = approval_wait + "
+                         "max(0, ? - COALESCE(waiting_since, ?)), waiting_since = NULL WHERE run_id = ?",
+                         (json.dumps(approved), ts, ts, run_id))
             return True
         return self.db.write(job)
 
-    def cancel_idle(self, run_id, ts):
-        """Cancel a run nobody is executing, skipping its unfinished steps; False when it was already final."""
+    def cancel_idle(self, run_id, ts, before_commit=None):
+        """Cancel a run nobody is executing, skipping its unfinished steps; False when it was already final.
+
+        ``before_commit(run)`` is called with the cancelled run inside the
+        transaction, so what it counts is counted before anyone can read the
+        final state."""
         def job(conn):
             changed = conn.execute(
-                "UPDATE runs SET state = 'cancelled', finished_at = ?, error = 'cancelled', error_type = 'cancelled' "
-                "WHERE run_id = ? AND state IN ('queued', 'running', 'waiting_approval')", (ts, run_id)).rowcount
+                "UPDATE runs SET state = 'cancelled', finished_at = ?, error = 'cancelled', error_type = 'cancelled', "
+                "approval_wait = approval_wait + max(0, ? - COALESCE(waiting_since, ?)), waiting_since = NULL "
+                "WHERE run_id = ? AND state IN ('queued', 'running', 'waiting_approval')",
+                (ts, ts, ts, run_id)).rowcount
             if changed:
                 conn.execute("UPDATE steps SET state = 'skipped' WHERE run_id = ? AND state IN ('pending', 'running')",
                              (run_id,))
+                if before_commit is not None:
+                    before_commit(_read_run(conn, run_id))
             return bool(changed)
         return self.db.write(job)
 
@@ -174,18 +214,7 @@ class RunStore:
 
     def get(self, run_id):
         """The API view of a run (steps, artifact names and sizes, totals), or None."""
-        def query(conn):
-            row = conn.execute(f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-            if row is None:
-                return None
-            run = _run_view(row)
-            run["steps"] = [_step_view(r) for r in conn.execute(
-                "SELECT * FROM steps WHERE run_id = ? ORDER BY position", (run_id,))]
-            run["artifacts"] = [dict(r) for r in conn.execute(
-                "SELECT name, produced_by, length(content) AS chars FROM artifacts WHERE run_id = ? "
-                "ORDER BY created_at, name", (run_id,))]
-            return run
-        return self.db.read(query)
+        return self.db.read(lambda conn: _read_run(conn, run_id))
 
     def load(self, run_id):
         """Everything needed to execute a run: row, inputs, definition, approved gates, step states, artifacts."""
@@ -210,6 +239,14 @@ class RunStore:
             row = conn.execute("SELECT content FROM artifacts WHERE run_id = ? AND name = ?",
                                (run_id, name)).fetchone()
             return row["content"] if row else None
+        return self.db.read(query)
+
+    def artifacts(self, run_id):
+        """Every artifact of a run as ``(name, text, created_at)``, in the order they were produced."""
+        def query(conn):
+            return [(r["name"], r["content"], r["created_at"]) for r in conn.execute(
+                "SELECT name, content, created_at FROM artifacts WHERE run_id = ? ORDER BY created_at, name",
+                (run_id,))]
         return self.db.read(query)
 
     def owner(self, run_id):
